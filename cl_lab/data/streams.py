@@ -1,0 +1,206 @@
+"""Named task streams: the embedded offline benchmark, cached on disk, and the real streams."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .._io import atomic_torch_save
+from .._paths import cache_dir
+from . import synth
+from .packaged import (
+    DIGIT_CLASSES,
+    GLYPH_CLASSES,
+    load_digits_raw,
+    make_glyphs,
+    place_digits,
+)
+from .task import Split, Task, TaskStream
+
+GENERATOR_VERSION = 1
+
+synth.DOMAINS["glyphs"] = synth.Domain("glyphs", "object recognition", GLYPH_CLASSES, make_glyphs, 0.03)
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """Images per class in each split, chosen so every task has a similar total budget."""
+
+    train_total: int = 1500
+    val_total: int = 100
+    test_total: int = 400
+    min_train: int = 40
+    min_test: int = 20
+
+    def per_class(self, k: int) -> tuple[int, int, int]:
+        return (
+            max(self.min_train, self.train_total // k),
+            max(5, self.val_total // k),
+            max(self.min_test, self.test_total // k),
+        )
+
+
+def _balanced(k: int, n_per: int, rng: np.random.Generator) -> np.ndarray:
+    labels = np.repeat(np.arange(k), n_per)
+    return rng.permutation(labels)
+
+
+def procedural_task(name: str, seed: int, sizes: Sizes, classes: int | None = None) -> Task:
+    """One task from a procedural domain (optionally its first ``classes`` classes)."""
+    dom = synth.DOMAINS[name]
+    k = classes or dom.num_classes
+    n_tr, n_va, n_te = sizes.per_class(k)
+    splits = {}
+    for split, n in (("train", n_tr), ("val", n_va), ("test", n_te)):
+        rng = synth.domain_rng(seed, name, split)
+        y = _balanced(k, n, rng)
+        splits[split] = Split(synth.render(dom, y, rng), torch.from_numpy(y))
+    return Task(name, dom.class_names[:k], objective=dom.objective, meta={"source": "procedural"}, **splits)
+
+
+def digits_task(seed: int, fractions: tuple[float, float] = (0.6, 0.1)) -> Task:
+    """scikit-learn's real handwritten digits, placed and coloured at random, stratified splits."""
+    images, labels = load_digits_raw()
+    rng = synth.domain_rng(seed, "digits", "split")
+    order = rng.permutation(len(labels))
+    splits: dict[str, list[int]] = {"train": [], "val": [], "test": []}
+    for c in range(10):
+        idx = order[labels[order] == c]
+        a = int(len(idx) * fractions[0])
+        b = a + int(len(idx) * fractions[1])
+        splits["train"] += list(idx[:a])
+        splits["val"] += list(idx[a:b])
+        splits["test"] += list(idx[b:])
+    out = {}
+    for split, idx in splits.items():
+        idx = np.asarray(rng.permutation(idx))
+        r = synth.domain_rng(seed, "digits", split)
+        img = place_digits(images[idx], r)
+        img = img + r.normal(0, 0.03, img.shape)
+        x = torch.from_numpy(np.clip(np.round(img * 255), 0, 255).astype(np.uint8))
+        out[split] = Split(x, torch.from_numpy(labels[idx]))
+    return Task("digits", DIGIT_CLASSES, objective="object recognition", meta={"source": "scikit-learn"}, **out)
+
+
+def _task(name: str, seed: int, sizes: Sizes, classes: int | None = None) -> Task:
+    return digits_task(seed) if name == "digits" else procedural_task(name, seed, sizes, classes)
+
+
+SYNTH_10 = (
+    "shapes",
+    "textures",
+    "scenes",
+    "counting",
+    "blood-cells",
+    "glyphs",
+    "art-styles",
+    "aerial",
+    "skin-lesions",
+    "digits",
+)
+SYNTH_SOURCE = ("gratings", "bar-count", "layout", "curves", "symmetry")
+SYNTH_MINI = (("shapes", 4), ("counting", 3), ("blood-cells", 2))
+
+
+def build_synth_10(seed: int) -> TaskStream:
+    sizes = Sizes()
+    return TaskStream("synth-10", [_task(n, seed, sizes) for n in SYNTH_10], {"seed": seed, "kind": "embedded"})
+
+
+def build_synth_source(seed: int) -> TaskStream:
+    sizes = Sizes(train_total=2400, val_total=200, test_total=400)
+    return TaskStream(
+        "synth-source", [_task(n, seed, sizes) for n in SYNTH_SOURCE], {"seed": seed, "kind": "embedded"}
+    )
+
+
+def build_synth_mini(seed: int) -> TaskStream:
+    sizes = Sizes(train_total=90, val_total=15, test_total=60, min_train=20, min_test=10)
+    tasks = [_task(n, seed, sizes, k) for n, k in SYNTH_MINI]
+    return TaskStream("synth-mini", tasks, {"seed": seed, "kind": "embedded"})
+
+
+BUILDERS: dict[str, Callable[[int], TaskStream]] = {
+    "synth-mini": build_synth_mini,
+    "synth-10": build_synth_10,
+    "synth-source": build_synth_source,
+}
+
+
+def _real_builders() -> dict[str, Callable[..., TaskStream]]:
+    from . import real
+
+    return {"split-cifar100": real.split_cifar100, "decathlon-lite": real.decathlon_lite}
+
+
+def stream_names() -> list[str]:
+    return list(BUILDERS) + ["split-cifar100", "decathlon-lite"]
+
+
+def _to_payload(stream: TaskStream) -> dict:
+    tasks = []
+    for t in stream.tasks:
+        tasks.append(
+            {
+                "name": t.name,
+                "objective": t.objective,
+                "class_names": list(t.class_names),
+                "meta": t.meta,
+                **{s: (getattr(t, s).x, getattr(t, s).y) for s in ("train", "val", "test") if getattr(t, s) is not None},
+            }
+        )
+    return {"version": GENERATOR_VERSION, "name": stream.name, "meta": stream.meta, "tasks": tasks,
+            "hash": stream.content_hash()}
+
+
+def _from_payload(payload: dict) -> TaskStream:
+    tasks = []
+    for t in payload["tasks"]:
+        splits = {s: Split(*t[s]) for s in ("train", "val", "test") if s in t}
+        tasks.append(Task(t["name"], tuple(t["class_names"]), objective=t["objective"], meta=t["meta"], **splits))
+    stream = TaskStream(payload["name"], tasks, payload["meta"])
+    if stream.content_hash() != payload["hash"]:
+        raise ValueError("content hash mismatch")
+    return stream
+
+
+def cache_path(name: str, seed: int) -> Path:
+    return cache_dir() / "streams" / f"{name}-seed{seed}-v{GENERATOR_VERSION}.pt"
+
+
+def load_stream(name: str, seed: int = 0, *, cache: bool = True, root: str | Path | None = None,
+                **kwargs) -> TaskStream:
+    """Load a named stream. Embedded streams are generated once per seed and cached on disk."""
+    if not isinstance(name, str):
+        raise TypeError(f"stream must be a name (str) or a TaskStream; got {type(name).__name__}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer; got {seed!r}")
+    if name in BUILDERS:
+        if kwargs or root is not None:
+            raise ValueError(f"stream {name!r} takes no options; got {sorted(kwargs) + (['root'] if root else [])}")
+        path = cache_path(name, seed)
+        if cache and path.exists():
+            try:
+                return _from_payload(torch.load(path, weights_only=False))
+            except Exception as e:  # a corrupt cache entry is regenerated, never trusted
+                warnings.warn(f"cached stream {path} is unreadable ({e}); regenerating it", stacklevel=2)
+        t0 = time.perf_counter()
+        stream = BUILDERS[name](seed)
+        stream.meta["generation_seconds"] = round(time.perf_counter() - t0, 2)
+        if cache:
+            atomic_torch_save(path, _to_payload(stream))
+        return stream
+    real = _real_builders()
+    if name in real:
+        return real[name](root=root, seed=seed, **kwargs)
+    import difflib
+
+    close = difflib.get_close_matches(name, stream_names(), n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise ValueError(f"unknown stream {name!r}; allowed: {stream_names()}.{hint}")

@@ -1,0 +1,168 @@
+"""Backbones: small CIFAR-style ResNets, torchvision ResNet-18/50, and any user CNN.
+
+Every backbone maps images in [0, 1] to a feature vector of size ``out_dim``; input
+normalisation lives inside the backbone so that pretrained weights see what they expect.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+
+
+class Normalize(nn.Module):
+    """Per-channel ``(x - mean) / std`` with fixed buffers."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (x - self.mean) / self.std
+
+
+class Backbone(nn.Module):
+    """Wraps a feature extractor: ``normalize -> body -> flatten``; exposes ``out_dim``."""
+
+    def __init__(self, body: nn.Module, out_dim: int, normalize: Normalize | None = None, arch: str = "custom"):
+        super().__init__()
+        self.normalize = normalize if normalize is not None else nn.Identity()
+        self.body = body
+        self.out_dim = int(out_dim)
+        self.arch = arch
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.flatten(self.body(self.normalize(x)), 1)
+
+
+class BasicBlock(nn.Module):
+    """The two-3x3-conv residual block of He et al. (2016)."""
+
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.relu = nn.ReLU(inplace=True)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or cin != cout:
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + self.shortcut(x))
+
+
+class CifarResNet(nn.Module):
+    """ResNet-(6n+2) for 32x32 inputs: 3x3 stem, three stages of widths w, 2w, 4w, global pool."""
+
+    def __init__(self, depth: int = 8, width: int = 16):
+        super().__init__()
+        if depth < 8 or (depth - 2) % 6:
+            raise ValueError(f"CIFAR ResNet depth must be 6n+2 with n >= 1 (8, 14, 20, 32, ...); got {depth}")
+        if width < 1:
+            raise ValueError(f"width must be a positive integer; got {width}")
+        n = (depth - 2) // 6
+        self.conv1 = nn.Conv2d(3, width, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.relu = nn.ReLU(inplace=True)
+        layers, cin = [], width
+        for i, w in enumerate((width, 2 * width, 4 * width)):
+            blocks = []
+            for j in range(n):
+                blocks.append(BasicBlock(cin, w, 2 if (j == 0 and i > 0) else 1))
+                cin = w
+            layers.append(nn.Sequential(*blocks))
+        self.layer1, self.layer2, self.layer3 = layers
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.out_dim = cin
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.relu(self.bn1(self.conv1(x)))
+        return self.pool(self.layer3(self.layer2(self.layer1(x))))
+
+
+CIFAR_MEAN, CIFAR_STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def cifar_resnet(depth: int = 8, width: int = 16) -> Backbone:
+    body = CifarResNet(depth, width)
+    return Backbone(body, body.out_dim, Normalize(CIFAR_MEAN, CIFAR_STD), arch=f"resnet{depth}-w{width}")
+
+
+def torchvision_resnet(arch: str) -> Backbone:
+    """torchvision ResNet-18/50 with ``fc`` removed (random init; load weights with ``load_weights``)."""
+    import torchvision
+
+    if arch not in ("resnet18", "resnet50"):
+        raise ValueError(f"torchvision arch must be 'resnet18' or 'resnet50'; got {arch!r}")
+    model = getattr(torchvision.models, arch)(weights=None)
+    out_dim = model.fc.in_features
+    model.fc = nn.Identity()
+    return Backbone(model, out_dim, Normalize(IMAGENET_MEAN, IMAGENET_STD), arch=arch)
+
+
+def as_backbone(module: nn.Module, image_shape: tuple[int, int, int] = (3, 32, 32), out_dim: int | None = None) -> Backbone:
+    """Use any ``nn.Module`` CNN as a backbone; its output is flattened and ``out_dim`` inferred."""
+    if isinstance(module, Backbone):
+        return module
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"backbone must be a name or an nn.Module; got {type(module).__name__}")
+    if out_dim is None:
+        was = module.training
+        module.eval()
+        with torch.no_grad():
+            probe = module(torch.zeros(2, *image_shape))
+        module.train(was)
+        out_dim = int(torch.flatten(probe, 1).shape[1])
+    return Backbone(module, out_dim, None, arch=type(module).__name__)
+
+
+BACKBONES = {
+    "resnet8": lambda: cifar_resnet(8, 16),
+    "resnet14": lambda: cifar_resnet(14, 16),
+    "resnet20": lambda: cifar_resnet(20, 16),
+    "resnet8-w32": lambda: cifar_resnet(8, 32),
+    "resnet18": lambda: torchvision_resnet("resnet18"),
+    "resnet50": lambda: torchvision_resnet("resnet50"),
+}
+
+
+def build_backbone(name: str | nn.Module, image_shape: tuple[int, int, int] = (3, 32, 32)) -> Backbone:
+    """A fresh backbone by name (see ``BACKBONES``), or wrap a user module."""
+    if isinstance(name, nn.Module):
+        return as_backbone(name, image_shape)
+    if not isinstance(name, str) or name not in BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; allowed: {sorted(BACKBONES)} or an nn.Module")
+    return BACKBONES[name]()
+
+
+def count_params(module: nn.Module, trainable_only: bool = False) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
+
+
+class MultiHead(nn.Module):
+    """One linear classifier per task, created on demand (``heads[str(task_id)]``)."""
+
+    def __init__(self, in_dim: int):
+        super().__init__()
+        self.in_dim = in_dim
+        self.heads = nn.ModuleDict()
+
+    def add(self, task_id: int, num_classes: int) -> nn.Linear:
+        key = str(task_id)
+        if key not in self.heads:
+            self.heads[key] = nn.Linear(self.in_dim, num_classes)
+        return self.heads[key]  # type: ignore[return-value]
+
+    def forward(self, feats: Tensor, task_id: int) -> Tensor:
+        return self.heads[str(task_id)](feats)

@@ -1,0 +1,378 @@
+"""The runner: stream x method -> accuracy matrix, costs and a resumable run directory."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+import platform
+import random
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import __version__
+from .._io import atomic_torch_save, atomic_write_json
+from ..config import ConfigError, build, param
+from ..data.streams import load_stream
+from ..data.task import Task, TaskStream
+from ..methods import Method, StreamInfo, get_method
+from ..models.backbones import BACKBONES, Backbone, build_backbone
+from ..models.weights import load_weights, shipped_checkpoints
+
+CHECKPOINT_FORMAT = 1
+
+
+class RunDirError(RuntimeError):
+    """The run directory cannot be used (different config, unwritable, corrupt checkpoint)."""
+
+
+@dataclass
+class RunConfig:
+    """What the runner controls; each method's own hyperparameters live in its ``Config``."""
+
+    backbone: str = param("resnet8", f"backbone name ({', '.join(BACKBONES)}) or pass an nn.Module")
+    pretrained: str | None = param(
+        "auto", "'auto' (shipped checkpoint when the method wants one and one exists), 'shipped', "
+        "a weights file path, or None for random init")
+    weights_kind: Literal["auto", "torchvision", "dino", "swav", "cl_lab"] = param("auto", "format of a weights file")
+    epochs: int = param(4, "training epochs per task", ge=1)
+    batch_size: int = param(32, "training mini-batch size", ge=2)
+    eval_batch_size: int = param(256, "evaluation batch size", ge=1)
+    seed: int = param(0, "seeds Python, NumPy, torch, initialisation and data order", ge=0)
+    stream_seed: int = param(0, "seed of the embedded stream's content (fixed so seeds share data)", ge=0)
+    n_tasks: int | None = param(None, "train only the first n tasks of the stream", ge=1)
+    device: str = param("auto", "'auto' (CUDA when present), 'cpu', 'cuda' or 'cuda:N'")
+    amp: bool = param(False, "bfloat16 autocast (CUDA only)")
+    out: str = param("runs", "directory that holds run directories")
+    run_name: str | None = param(None, "run directory name (default: stream_method_backbone_seedN)")
+    resume: bool = param(True, "resume an interrupted run in the same directory")
+    progress: bool = param(True, "show tqdm progress bars")
+
+    def validate(self) -> None:
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
+            raise ConfigError(f"run: device={self.device!r} is not allowed; use 'auto', 'cpu', 'cuda' or 'cuda:N'")
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise ConfigError(f"run: device={self.device!r} but CUDA is not available here; use 'auto' or 'cpu'")
+        if self.run_name is not None and not re.fullmatch(r"[A-Za-z0-9._+-]+", self.run_name):
+            raise ConfigError(f"run: run_name={self.run_name!r} may hold only letters, digits and . _ + -")
+
+
+@dataclass
+class RunResult:
+    """What a run produced: its directory, accuracy matrix and resolved config."""
+
+    run_dir: Path
+    R: np.ndarray
+    config: dict[str, Any]
+    task_names: list[str]
+
+    @property
+    def metrics(self):
+        import pandas as pd
+
+        return pd.read_csv(self.run_dir / "metrics.csv")
+
+    @property
+    def costs(self):
+        import pandas as pd
+
+        return pd.read_csv(self.run_dir / "costs.csv")
+
+    def summary(self) -> dict[str, Any]:
+        from .. import metrics as M
+
+        return {"avg_accuracy": float(M.average_accuracy(self.R)[-1]), "bwt": M.bwt(self.R),
+                "forgetting": M.forgetting(self.R), "first_task_accuracy": M.first_task_accuracy(self.R).tolist()}
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _derive(seed: int, *parts: int) -> int:
+    return int(np.random.SeedSequence([seed, *parts]).generate_state(1)[0])
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _split_kwargs(method_cls: type[Method], kwargs: dict[str, Any]) -> tuple[dict, dict]:
+    run_fields = {f.name for f in dataclasses.fields(RunConfig)}
+    method_fields = {f.name for f in dataclasses.fields(method_cls.Config)}
+    run_kw, method_kw = {}, {}
+    for k, v in kwargs.items():
+        if k in run_fields:
+            run_kw[k] = v
+        elif k in method_fields:
+            method_kw[k] = v
+        else:
+            import difflib
+
+            close = difflib.get_close_matches(k, sorted(run_fields | method_fields), n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(
+                f"unknown parameter {k!r} for method {method_cls.name!r}; runner parameters: {sorted(run_fields)}; "
+                f"{method_cls.name} parameters: {sorted(method_fields)}.{hint}"
+            )
+    return run_kw, method_kw
+
+
+def _check_writable(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{os.getpid()}"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        raise RunDirError(f"out={str(out)!r} is not a writable directory ({e.strerror or e})") from e
+
+
+def _stream_record(stream: TaskStream) -> dict[str, Any]:
+    return {"name": stream.name, "hash": stream.content_hash(),
+            "tasks": [t.describe() for t in stream.tasks]}
+
+
+COMPARED = ("method", "method_config", "backbone", "pretrained", "epochs", "batch_size", "seed", "stream")
+
+
+def _load_checkpoint(path: Path, method_name: str, stream_hash: str) -> dict[str, Any]:
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise RunDirError(
+            f"checkpoint {str(path)!r} is corrupt or unreadable ({type(e).__name__}); nothing was changed. "
+            "Move it away to restart that run from scratch, or pick another run_name/out"
+        ) from e
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise RunDirError(f"checkpoint {str(path)!r} is not a cl_lab checkpoint of format {CHECKPOINT_FORMAT}")
+    if ckpt.get("method") != method_name or ckpt.get("stream_hash") != stream_hash:
+        raise RunDirError(
+            f"checkpoint {str(path)!r} belongs to method {ckpt.get('method')!r} on stream hash "
+            f"{str(ckpt.get('stream_hash'))[:12]}, not {method_name!r} on {stream_hash[:12]}; nothing was changed"
+        )
+    return ckpt
+
+
+@torch.no_grad()
+def evaluate(method: Method, task: Task, task_id: int, device: torch.device, batch_size: int = 256,
+             split: str = "test", amp: bool = False) -> float:
+    """Accuracy of ``method`` on one split of ``task`` with the task id given."""
+    method.eval()
+    s = task.split(split)
+    x_all, y_all = s.float_images(), s.labels()
+    correct = 0
+    for b in range(0, len(s), batch_size):
+        x = x_all[b: b + batch_size].to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            logits = method.predict(x, task_id)
+        correct += int((logits.argmax(1).cpu() == y_all[b: b + batch_size]).sum())
+    return correct / len(s)
+
+
+def _macs_per_image(method: Method, x: torch.Tensor, y: torch.Tensor, task_id: int, amp: bool) -> tuple[float, float]:
+    """Training (one observe step) and inference MACs per image, counted on a throwaway copy."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+        probe = copy.deepcopy(method)
+        probe.train()
+        with FlopCounterMode(display=False) as fc, torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
+            probe.observe(x, y, task_id)
+        train = fc.get_total_flops() / 2 / len(x)
+        probe.eval()
+        with FlopCounterMode(display=False) as fc, torch.no_grad():
+            probe.predict(x, task_id)
+        infer = fc.get_total_flops() / 2 / len(x)
+    del probe
+    return train, infer
+
+
+def _bar(iterable, progress: bool, **kw):
+    if not progress:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, mininterval=0.5, **kw)
+
+
+def train_task(method: Method, task: Task, task_id: int, cfg: RunConfig, device: torch.device,
+               generator: torch.Generator) -> dict[str, float]:
+    """Run ``cfg.epochs`` epochs of ``method.observe`` over the task's training split."""
+    x_all = task.train.float_images().to(device)
+    y_all = task.train.labels().to(device)
+    n, bs = len(y_all), cfg.batch_size
+    starts = [b for b in range(0, n, bs) if min(bs, n - b) >= 2]
+    method.train()
+    losses: list[float] = []
+    t0 = time.perf_counter()
+    bar = _bar(range(cfg.epochs * len(starts)), cfg.progress, desc=f"task {task_id + 1} {task.name}", leave=False)
+    it = iter(bar)
+    for _ in range(cfg.epochs):
+        perm = torch.randperm(n, generator=generator).to(device)
+        total = 0.0
+        for b in starts:
+            idx = perm[b: b + bs]
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp):
+                total += method.observe(x_all[idx], y_all[idx], task_id)
+            next(it, None)
+        losses.append(total / max(1, len(starts)))
+    if hasattr(bar, "close"):
+        bar.close()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - t0
+    return {"train_seconds": seconds, "final_loss": losses[-1], "images_per_second": cfg.epochs * n / max(seconds, 1e-9)}
+
+
+def _resolve_pretrained(cfg: RunConfig, method_cls: type[Method], backbone: Backbone) -> str | None:
+    if cfg.pretrained != "auto":
+        return cfg.pretrained
+    if not method_cls.pretrained_default:
+        return None
+    has = any(e["arch"] == backbone.arch for e in shipped_checkpoints().values())
+    return "shipped" if has else None
+
+
+def run(method: str = "sgd", stream: str | TaskStream = "synth-10", *, backbone: str | nn.Module = "resnet8",
+        **kwargs: Any) -> RunResult:
+    """Train ``method`` over ``stream`` and write a run directory; resumes an interrupted run.
+
+    Keyword arguments are runner parameters (see ``RunConfig``) or the method's own
+    hyperparameters (see ``get_method(name).Config``). Everything is validated before
+    any data is generated or any file is written.
+    """
+    method_cls = get_method(method)
+    run_kw, method_kw = _split_kwargs(method_cls, kwargs)
+    user_module = backbone if isinstance(backbone, nn.Module) else None
+    if user_module is None:
+        if not isinstance(backbone, str) or backbone not in BACKBONES:
+            raise ConfigError(f"run: unknown backbone {backbone!r}; allowed: {sorted(BACKBONES)} or an nn.Module")
+        run_kw["backbone"] = backbone
+    else:
+        run_kw["backbone"] = type(user_module).__name__
+    cfg: RunConfig = build(RunConfig, run_kw, "run")
+    mcfg = build(method_cls.Config, method_kw, method_cls.name)
+    if cfg.amp and resolve_device(cfg.device).type != "cuda":
+        raise ConfigError("run: amp=True needs a CUDA device; this run would use the CPU")
+    if cfg.pretrained not in (None, "auto", "shipped") and not Path(cfg.pretrained).expanduser().exists() \
+            and cfg.pretrained not in shipped_checkpoints():
+        raise ConfigError(f"run: pretrained={cfg.pretrained!r} is neither 'auto', 'shipped', None, a shipped "
+                          f"checkpoint {sorted(shipped_checkpoints())} nor an existing file")
+    out = Path(cfg.out).expanduser()
+    _check_writable(out)
+
+    if isinstance(stream, TaskStream):
+        ts = stream
+    elif isinstance(stream, str):
+        ts = load_stream(stream, seed=cfg.stream_seed)
+    else:
+        raise ConfigError(f"run: stream must be a stream name or a TaskStream; got {type(stream).__name__}")
+    if cfg.n_tasks is not None:
+        if cfg.n_tasks > len(ts):
+            raise ConfigError(f"run: n_tasks={cfg.n_tasks} but stream {ts.name!r} has only {len(ts)} tasks")
+        ts = ts.subset(cfg.n_tasks)
+
+    device = resolve_device(cfg.device)
+    seed_everything(cfg.seed)
+    bb = build_backbone(user_module if user_module is not None else cfg.backbone, ts[0].image_shape)
+    pretrained = _resolve_pretrained(cfg, method_cls, bb)
+    if pretrained is not None:
+        load_weights(bb, pretrained, kind=cfg.weights_kind)
+
+    run_name = cfg.run_name or f"{ts.name}_{method_cls.name}_{run_kw['backbone']}_seed{cfg.seed}".replace("[", "").replace(":", "-").replace("]", "")
+    run_dir = out / run_name
+    resolved = {
+        "method": method_cls.name,
+        "method_config": dataclasses.asdict(mcfg),
+        **{k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("run_name",)},
+        "pretrained": pretrained,
+        "run_name": run_name,
+        "stream": _stream_record(ts),
+        "device": str(device),
+        "versions": {"cl_lab": __version__, "torch": torch.__version__, "python": platform.python_version()},
+    }
+    start, R, costs = 0, np.full((len(ts), len(ts)), np.nan), []
+    info = StreamInfo(tuple(t.num_classes for t in ts), tuple(t.name for t in ts))
+    learner: Method = method_cls(bb, mcfg, info).to(device)
+
+    ckpt_path = run_dir / "checkpoint.pt"
+    if (run_dir / "config.json").exists():
+        import json
+
+        try:
+            old = json.loads((run_dir / "config.json").read_text())
+        except ValueError as e:
+            raise RunDirError(f"{run_dir / 'config.json'} is corrupt ({e}); nothing was changed") from e
+        diff = [k for k in COMPARED if old.get(k) != json.loads(json.dumps(resolved[k], default=str))]
+        if diff:
+            raise RunDirError(
+                f"run directory {str(run_dir)!r} holds a run with a different {', '.join(diff)}; nothing was changed. "
+                "Choose another run_name or out"
+            )
+        if not cfg.resume:
+            raise RunDirError(f"run directory {str(run_dir)!r} exists and resume=False; choose another run_name or out")
+        if ckpt_path.exists():
+            ckpt = _load_checkpoint(ckpt_path, method_cls.name, ts.content_hash())
+            learner.restore(ckpt["state"])
+            learner.to(device)
+            start, costs = ckpt["completed"] + 1, ckpt["costs"]
+            R[: start] = ckpt["R"][: start]
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(run_dir / "config.json", resolved)
+
+    names = [t.name for t in ts]
+    if start >= len(ts):
+        return RunResult(run_dir, R, resolved, names)
+    summary: dict[str, Any] = {"status": "running", "completed_tasks": start, "tasks": len(ts)}
+    for i in _bar(range(start, len(ts)), cfg.progress, desc=f"{method_cls.name} on {ts.name}", initial=start,
+                  total=len(ts)):
+        task = ts[i]
+        seed_everything(_derive(cfg.seed, i))
+        gen = torch.Generator().manual_seed(_derive(cfg.seed, i, 1))
+        learner.begin_task(i, task)
+        probe_n = min(cfg.batch_size, len(task.train))
+        xb = task.train.float_images()[:probe_n].to(device)
+        yb = task.train.labels()[:probe_n].to(device)
+        train_macs, infer_macs = _macs_per_image(learner, xb, yb, i, cfg.amp)
+        log = train_task(learner, task, i, cfg, device, gen)
+        learner.end_task(i, task)
+        t0 = time.perf_counter()
+        for j in range(i + 1):
+            R[i, j] = evaluate(learner, ts[j], j, device, cfg.eval_batch_size, amp=cfg.amp)
+        eval_seconds = time.perf_counter() - t0
+        c = learner.cost()
+        costs.append({
+            "task": i, "task_name": task.name, "classes": task.num_classes,
+            "backbone_params": c.backbone_params, "task_params": c.task_params[i],
+            "task_params_pct": c.percent(i), "total_params": c.total_params,
+            "trainable_params": c.trainable_params, "extra_bytes": c.extra_bytes,
+            "train_macs_per_image": train_macs, "infer_macs_per_image": infer_macs,
+            "train_seconds": log["train_seconds"], "eval_seconds": eval_seconds,
+            "images_per_second": log["images_per_second"], "final_loss": log["final_loss"],
+        })
+        atomic_torch_save(ckpt_path, {"format": CHECKPOINT_FORMAT, "method": method_cls.name,
+                                      "stream_hash": ts.content_hash(), "completed": i,
+                                      "state": learner.checkpoint_state(), "R": R.copy(), "costs": costs})
+        from .. import metrics as M
+        from ..results import write_progress
+
+        summary = {"status": "complete" if i == len(ts) - 1 else "running", "completed_tasks": i + 1,
+                   "tasks": len(ts), "avg_accuracy": float(M.average_accuracy(R[: i + 1])[-1]),
+                   "bwt": M.bwt(R[: i + 1]), "forgetting": M.forgetting(R[: i + 1]),
+                   "train_seconds": float(sum(r["train_seconds"] for r in costs))}
+        write_progress(run_dir, R[: i + 1], names, costs, summary)
+    return RunResult(run_dir, R, resolved, names)
