@@ -77,6 +77,11 @@ def _color_cast(rng: np.random.Generator, img: Array, amount: float = 0.3) -> Ar
     return np.clip(img * gain + rng.uniform(-amount / 2, amount / 2, (n, 3, 1, 1)), 0, 1)
 
 
+def _jittered(rng: np.random.Generator, n: int, rgb: tuple[float, float, float], amount: float) -> Array:
+    """A base colour with independent uniform jitter per sample and channel."""
+    return np.clip(np.array(rgb)[None, :, None, None] + rng.uniform(-amount, amount, (n, 3, 1, 1)), 0, 1)
+
+
 def _blend(img: Array, mask: Array, color: Array) -> Array:
     m = mask[:, None] if mask.ndim == 3 else mask
     return img * (1 - m) + color * m
@@ -242,7 +247,7 @@ SCENES = ("beach", "forest", "city", "mountains", "meadow", "night")
 
 def make_scenes(labels: Array, rng: np.random.Generator) -> Array:
     def jitter(n: int, rgb: tuple[float, float, float], amt: float = 0.25) -> Array:
-        return np.clip(np.array(rgb)[None, :, None, None] + rng.uniform(-amt, amt, (n, 3, 1, 1)), 0, 1)
+        return _jittered(rng, n, rgb, amt)
 
     def draw(c: int, n: int) -> Array:
         h = _u(rng, n, -0.4, 0.3)
@@ -302,7 +307,7 @@ def make_aerial(labels: Array, rng: np.random.Generator) -> Array:
         th = _u(rng, n, 0, np.pi)
         u = X * np.cos(th) + Y * np.sin(th)
         v = -X * np.sin(th) + Y * np.cos(th)
-        green = np.clip(np.array([0.3, 0.5, 0.2])[None, :, None, None] + rng.uniform(-0.15, 0.15, (n, 3, 1, 1)), 0, 1)
+        green = _jittered(rng, n, (0.3, 0.5, 0.2), 0.15)
         img = np.clip(green + 0.3 * (_smooth_noise(rng, n, cells=6) - 0.5), 0, 1)
         if kind == "farmland":
             f = _u(rng, n, 2, 5) * np.pi
@@ -314,7 +319,7 @@ def make_aerial(labels: Array, rng: np.random.Generator) -> Array:
             canopy = _smooth_noise(rng, n, cells=12, channels=1)
             img = np.clip(green * 0.6 + 0.4 * (canopy - 0.5), 0, 1)
         elif kind == "water":
-            blue = np.clip(np.array([0.15, 0.3, 0.55])[None, :, None, None] + rng.uniform(-0.12, 0.12, (n, 3, 1, 1)), 0, 1)
+            blue = _jittered(rng, n, (0.15, 0.3, 0.55), 0.12)
             img = np.clip(blue + 0.08 * np.sin(_u(rng, n, 10, 20) * u + _smooth_noise(rng, n, 4, 1)[:, 0] * 4)[:, None], 0, 1)
         elif kind == "residential":
             f = _u(rng, n, 5, 8) * np.pi
@@ -323,11 +328,12 @@ def make_aerial(labels: Array, rng: np.random.Generator) -> Array:
         elif kind == "highway":
             road = _soft(np.abs(v - _u(rng, n, -0.4, 0.4)) - _u(rng, n, 0.06, 0.14), 1.0)
             img = _blend(img, road, _colors(rng, n, 0.35, 0.6).mean(1, keepdims=True).repeat(3, 1))
-            img = _blend(img, _soft(np.abs(v - _u(rng, n, -0.4, 0.4)) - 0.02) * (rng.random(n) < 0.5)[:, None, None], np.full((n, 3, 1, 1), 0.9))
+            marking = _soft(np.abs(v - _u(rng, n, -0.4, 0.4)) - 0.02) * (rng.random(n) < 0.5)[:, None, None]
+            img = _blend(img, marking, np.full((n, 3, 1, 1), 0.9))
         else:
             path = v - 0.25 * np.sin(_u(rng, n, 2, 4) * u + _u(rng, n, 0, 6))
             river = _soft(np.abs(path) - _u(rng, n, 0.06, 0.16), 1.0)
-            img = _blend(img, river, np.clip(np.array([0.15, 0.3, 0.55])[None, :, None, None] + rng.uniform(-0.12, 0.12, (n, 3, 1, 1)), 0, 1))
+            img = _blend(img, river, _jittered(rng, n, (0.15, 0.3, 0.55), 0.12))
         img = _distractors(rng, img, count=3, size=0.15)
         return _color_cast(rng, np.clip(img, 0, 1), 0.4)
 
@@ -360,9 +366,9 @@ CELLS = ("healthy", "infected")
 
 def make_cells(labels: Array, rng: np.random.Generator) -> Array:
     n = len(labels)
-    plasma = np.clip(np.array([0.92, 0.85, 0.85])[None, :, None, None] + rng.uniform(-0.08, 0.08, (n, 3, 1, 1)), 0, 1)
+    plasma = _jittered(rng, n, (0.92, 0.85, 0.85), 0.08)
     img = np.clip(plasma + 0.1 * (_smooth_noise(rng, n, 5) - 0.5), 0, 1)
-    cell_col = np.clip(np.array([0.85, 0.5, 0.55])[None, :, None, None] + rng.uniform(-0.1, 0.1, (n, 3, 1, 1)), 0, 1)
+    cell_col = _jittered(rng, n, (0.85, 0.5, 0.55), 0.1)
     centres = []
     for _ in range(5):
         cx, cy = _u(rng, n, -0.7, 0.7), _u(rng, n, -0.7, 0.7)
@@ -396,7 +402,7 @@ LESIONS = ("benign nevus", "atypical nevus", "melanoma")
 
 def make_lesions(labels: Array, rng: np.random.Generator) -> Array:
     n = len(labels)
-    skin = np.clip(np.array([0.85, 0.65, 0.55])[None, :, None, None] + rng.uniform(-0.12, 0.12, (n, 3, 1, 1)), 0, 1)
+    skin = _jittered(rng, n, (0.85, 0.65, 0.55), 0.12)
     img = np.clip(skin + 0.08 * (_smooth_noise(rng, n, 6) - 0.5), 0, 1)
     cx, cy = _u(rng, n, -0.2, 0.2), _u(rng, n, -0.2, 0.2)
     r, phi = np.hypot(X - cx, Y - cy), np.arctan2(Y - cy, X - cx)
@@ -404,7 +410,7 @@ def make_lesions(labels: Array, rng: np.random.Generator) -> Array:
     wobble = sum(rng.uniform(-1, 1, (n, 1, 1)) * np.cos(k * phi + rng.uniform(0, 6, (n, 1, 1))) for k in (2, 3, 5, 7)) / 2
     radius = _u(rng, n, 0.3, 0.6) * (1 + irregular * wobble)
     m = _soft(r - radius, 1.5)
-    brown = np.clip(np.array([0.45, 0.28, 0.18])[None, :, None, None] + rng.uniform(-0.1, 0.1, (n, 3, 1, 1)), 0, 1)
+    brown = _jittered(rng, n, (0.45, 0.28, 0.18), 0.1)
     img = _blend(img, m, brown)
     var = np.where(labels == 2, rng.uniform(0.4, 0.9, n), rng.uniform(0.0, 0.4, n))[:, None, None]
     patches = _smooth_noise(rng, n, cells=5, channels=1)[:, 0]

@@ -127,7 +127,7 @@ class Task:
             "image_shape": list(self.image_shape),
         }
 
-    def update_hash(self, h: "hashlib._Hash") -> None:
+    def update_hash(self, h: hashlib._Hash) -> None:
         h.update(self.name.encode())
         h.update(self.objective.encode())
         h.update("\x1f".join(self.class_names).encode())
@@ -154,7 +154,7 @@ class Task:
         val_fraction: float = 0.0,
         objective: str = "custom",
         seed: int = 0,
-    ) -> "Task":
+    ) -> Task:
         """Build a task from your own arrays (N, C, H, W; or N, H, W, C when C is 1 or 3)."""
         xtr, ytr = _as_images(x_train, "x_train"), _as_labels(y_train, "y_train")
         xte, yte = _as_images(x_test, "x_test"), _as_labels(y_test, "y_test")
@@ -197,7 +197,7 @@ class Task:
         objective: str = "custom",
         seed: int = 0,
         max_per_split: int | None = None,
-    ) -> "Task":
+    ) -> Task:
         """Build a task from any torchvision-style dataset yielding ``(image, label)`` pairs."""
         xtr, ytr = _materialize(train, image_size, max_per_split, "train")
         xte, yte = _materialize(test, image_size, max_per_split, "test")
@@ -321,7 +321,7 @@ class TaskStream:
             self._hash = h.hexdigest()
         return self._hash
 
-    def subset(self, n_tasks: int) -> "TaskStream":
+    def subset(self, n_tasks: int) -> TaskStream:
         """The first ``n_tasks`` tasks as a new stream."""
         if not 1 <= n_tasks <= len(self):
             raise ValueError(f"n_tasks must be in 1..{len(self)}; got {n_tasks}")

@@ -34,7 +34,7 @@ class SGDLL(Method):
         freeze(self.backbone)
         self.shared = nn.Linear(backbone.out_dim, max(stream.num_classes)) if config.head == "shared" else None
 
-    def train(self, mode: bool = True) -> "SGDLL":
+    def train(self, mode: bool = True) -> SGDLL:
         super().train(mode)
         self.backbone.eval()
         return self

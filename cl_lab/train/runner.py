@@ -15,7 +15,6 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .. import __version__
@@ -292,7 +291,8 @@ def run(method: str = "sgd", stream: str | TaskStream = "synth-10", *, backbone:
     if pretrained is not None:
         load_weights(bb, pretrained, kind=cfg.weights_kind)
 
-    run_name = cfg.run_name or f"{ts.name}_{method_cls.name}_{run_kw['backbone']}_seed{cfg.seed}".replace("[", "").replace(":", "-").replace("]", "")
+    default_name = f"{ts.name}_{method_cls.name}_{run_kw['backbone']}_seed{cfg.seed}"
+    run_name = cfg.run_name or re.sub(r"[^A-Za-z0-9._+-]", "-", default_name)
     run_dir = out / run_name
     resolved = {
         "method": method_cls.name,

@@ -1,0 +1,150 @@
+"""Command line: ``cl-lab run|streams|methods|generate|summary`` (also ``python -m cl_lab``)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from typing import Any, Sequence
+
+
+def _parse_sets(method_cls: type, pairs: Sequence[str]) -> dict[str, Any]:
+    from .config import ConfigError, coerce_cli
+    from .train.runner import RunConfig
+
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ConfigError(f"--set expects key=value; got {pair!r}")
+        key, text = pair.split("=", 1)
+        key = key.strip().replace("-", "_")
+        target = RunConfig if key in {f.name for f in dataclasses.fields(RunConfig)} else method_cls.Config
+        out[key] = coerce_cli(target, key, text.strip())
+    return out
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .config import build
+    from .methods import get_method
+    from .train.runner import RunConfig, _split_kwargs, run
+
+    common: dict[str, Any] = {"out": args.out, "seed": args.seed, "progress": not args.no_progress}
+    for key in ("epochs", "batch_size", "device", "n_tasks", "pretrained", "run_name"):
+        value = getattr(args, key)
+        if value is not None:
+            common[key] = None if (key == "pretrained" and value.lower() == "none") else value
+    plans = []
+    for name in args.method:
+        cls = get_method(name)
+        kwargs = {**common, **_parse_sets(cls, args.set)}
+        run_kw, method_kw = _split_kwargs(cls, kwargs)
+        build(RunConfig, {**run_kw, "backbone": args.backbone}, "run")
+        build(cls.Config, method_kw, cls.name)
+        plans.append((name, kwargs))
+    for name, kwargs in plans:
+        t0 = time.perf_counter()
+        result = run(name, args.stream, backbone=args.backbone, **kwargs)
+        s = result.summary()
+        print(f"{name:>10s} on {args.stream}: avg acc {s['avg_accuracy']:.3f}  BWT {s['bwt']:+.3f}  "
+              f"forgetting {s['forgetting']:.3f}  ({time.perf_counter() - t0:.1f}s)  -> {result.run_dir}")
+    return 0
+
+
+def cmd_streams(args: argparse.Namespace) -> int:
+    from .data.streams import BUILDERS, stream_names
+
+    for name in stream_names():
+        kind = "embedded, offline" if name in BUILDERS else "real, needs data_scripts/download.py"
+        print(f"{name:16s} {kind}")
+    return 0
+
+
+def cmd_methods(args: argparse.Namespace) -> int:
+    from .config import describe
+    from .methods import get_method, method_names
+
+    names = [args.name] if args.name else method_names()
+    for name in names:
+        cls = get_method(name)
+        doc = (sys.modules[cls.__module__].__doc__ or "").strip().splitlines()[0]
+        print(f"{cls.name}: {doc}")
+        if args.name:
+            for row in describe(cls.Config):
+                allowed = f" [{row['allowed']}]" if row["allowed"] else ""
+                print(f"  {row['name']:16s} {row['type']:24s} default {row['default']!r}{allowed}  {row['help']}")
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from .data.streams import cache_path, load_stream
+
+    t0 = time.perf_counter()
+    stream = load_stream(args.stream, seed=args.seed, cache=not args.no_cache)
+    print(f"{stream} in {time.perf_counter() - t0:.1f}s -> {cache_path(args.stream, args.seed)}")
+    print(stream.describe().to_string(index=False))
+    return 0
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    from .results import load_metrics
+
+    df = load_metrics(args.root)
+    if df.empty:
+        print(f"no runs under {args.root}")
+        return 1
+    last = df.sort_values("after_task").groupby("run").tail(1)
+    cols = ["method", "stream", "seed", "status", "after_task", "avg_accuracy", "bwt", "forgetting", "first_task_accuracy"]
+    print(last[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="cl-lab", description="continual-learning lab")
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="train methods over a task stream")
+    r.add_argument("--method", nargs="+", default=["sgd"], help="one or more method names")
+    r.add_argument("--stream", default="synth-10")
+    r.add_argument("--backbone", default="resnet8")
+    r.add_argument("--pretrained", default=None, help="'auto', 'shipped', a weights file, or 'none'")
+    r.add_argument("--epochs", type=int, default=None)
+    r.add_argument("--batch-size", dest="batch_size", type=int, default=None)
+    r.add_argument("--n-tasks", dest="n_tasks", type=int, default=None)
+    r.add_argument("--device", default=None)
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--out", default="runs")
+    r.add_argument("--run-name", dest="run_name", default=None)
+    r.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="method or runner parameters")
+    r.add_argument("--no-progress", action="store_true")
+    r.set_defaults(func=cmd_run)
+    s = sub.add_parser("streams", help="list task streams")
+    s.set_defaults(func=cmd_streams)
+    m = sub.add_parser("methods", help="list methods, or one method's hyperparameters")
+    m.add_argument("name", nargs="?")
+    m.set_defaults(func=cmd_methods)
+    g = sub.add_parser("generate", help="generate (and cache) an embedded stream")
+    g.add_argument("--stream", default="synth-10")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--no-cache", action="store_true")
+    g.set_defaults(func=cmd_generate)
+    su = sub.add_parser("summary", help="final metrics of every run under a directory")
+    su.add_argument("root", nargs="?", default="runs")
+    su.set_defaults(func=cmd_summary)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from .config import ConfigError
+    from .models.weights import WeightsError
+    from .train.runner import RunDirError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, RunDirError, WeightsError, ValueError, TypeError, FileNotFoundError) as e:
+        print(f"cl-lab: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

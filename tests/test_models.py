@@ -1,0 +1,103 @@
+import shutil
+
+import pytest
+import torch
+from torch import nn
+
+from cl_lab.models import (
+    MultiHead,
+    WeightsError,
+    as_backbone,
+    build_backbone,
+    cifar_resnet,
+    count_params,
+    load_weights,
+    shipped_checkpoints,
+)
+from cl_lab.models import weights as W
+
+
+@pytest.mark.parametrize("depth", [8, 14, 20])
+def test_cifar_resnet_shapes(depth):
+    bb = cifar_resnet(depth, 8)
+    assert bb(torch.rand(2, 3, 32, 32)).shape == (2, bb.out_dim) and bb.out_dim == 32
+
+
+def test_cifar_resnet_rejects_bad_depth():
+    with pytest.raises(ValueError, match="6n\\+2"):
+        cifar_resnet(10)
+
+
+def test_any_module_is_a_backbone():
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(2))
+    bb = as_backbone(net)
+    assert bb.out_dim == 16 and bb(torch.rand(3, 3, 32, 32)).shape == (3, 16)
+
+
+def test_unknown_backbone():
+    with pytest.raises(ValueError, match="unknown backbone 'resnet7'"):
+        build_backbone("resnet7")
+
+
+def test_multihead_per_task():
+    h = MultiHead(8)
+    h.add(0, 3)
+    h.add(1, 5)
+    assert h(torch.rand(2, 8), 1).shape == (2, 5) and count_params(h) == 8 * 3 + 3 + 8 * 5 + 5
+
+
+def test_load_torchvision_style_state_dict_with_prefix_and_fc(tmp_path):
+    import torchvision
+
+    src = torchvision.models.resnet18(weights=None)
+    state = {f"module.{k}": v for k, v in src.state_dict().items()}
+    torch.save({"state_dict": state}, tmp_path / "r18.pth")
+    bb = build_backbone("resnet18")
+    load_weights(bb, tmp_path / "r18.pth")
+    assert torch.equal(bb.body.conv1.weight, src.conv1.weight)
+    assert torch.equal(bb.body.layer4[1].bn2.running_var, src.layer4[1].bn2.running_var)
+
+
+def test_load_swav_style_drops_projection_head(tmp_path):
+    bb = cifar_resnet(8, 8)
+    state = {f"module.{k}": v.clone() + 1 for k, v in bb.body.state_dict().items()}
+    state["module.projection_head.0.weight"] = torch.zeros(4, 4)
+    state["module.prototypes.weight"] = torch.zeros(4, 4)
+    torch.save(state, tmp_path / "swav.pth.tar")
+    fresh = cifar_resnet(8, 8)
+    load_weights(fresh, tmp_path / "swav.pth.tar", kind="swav")
+    assert torch.equal(fresh.body.conv1.weight, bb.body.conv1.weight + 1)
+
+
+def test_missing_weights_file_says_how_to_get_them(tmp_path):
+    with pytest.raises(WeightsError, match="does not exist.*IMAGENET1K"):
+        load_weights(build_backbone("resnet50"), tmp_path / "nope.pth")
+
+
+def test_mismatched_weights_name_the_key(tmp_path):
+    torch.save(cifar_resnet(8, 8).body.state_dict(), tmp_path / "w8.pt")
+    with pytest.raises(WeightsError, match="conv1.weight has shape"):
+        load_weights(cifar_resnet(8, 16), tmp_path / "w8.pt")
+    (tmp_path / "junk.pt").write_bytes(b"garbage")
+    with pytest.raises(WeightsError, match="not a readable torch checkpoint"):
+        load_weights(cifar_resnet(8, 16), tmp_path / "junk.pt")
+
+
+def test_shipped_checkpoint_loads_and_sha_is_checked(tmp_path, monkeypatch):
+    entries = shipped_checkpoints()
+    assert entries, "the package must ship a pretrained backbone"
+    name, entry = next(iter(entries.items()))
+    bb = build_backbone("resnet8")
+    before = bb.body.conv1.weight.clone()
+    load_weights(bb, "shipped")
+    assert not torch.equal(before, bb.body.conv1.weight)
+    assert W.CHECKPOINT_DIR.joinpath(entry["file"]).stat().st_size < 5e6
+    corrupt = tmp_path / "ckpts"
+    shutil.copytree(W.CHECKPOINT_DIR, corrupt)
+    with open(corrupt / entry["file"], "r+b") as fh:
+        fh.seek(200)
+        fh.write(b"\x00\x01\x02\x03")
+    monkeypatch.setattr(W, "CHECKPOINT_DIR", corrupt)
+    monkeypatch.setattr(W, "MANIFEST", corrupt / "manifest.json")
+    with pytest.raises(WeightsError, match="corrupt: SHA-256"):
+        load_weights(build_backbone("resnet8"), name)
