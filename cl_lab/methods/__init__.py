@@ -10,6 +10,7 @@ from .base import Cost, Method, OptimConfig, StreamInfo
 _REGISTRY: dict[str, str] = {
     "sgd": "cl_lab.methods.sgd:SGD",
     "sgd-ll": "cl_lab.methods.sgd_ll:SGDLL",
+    "clr": "cl_lab.methods.clr:CLR",
 }
 
 

@@ -99,6 +99,9 @@ class Method(nn.Module):
         """Extra regularisation added to the task loss (EWC, SI, ...). Zero here."""
         return 0.0
 
+    def end_epoch(self, task_id: int, epoch: int, epochs: int) -> None:
+        """Called after each of the runner's ``epochs`` epochs (0-based ``epoch``): LR schedules."""
+
     def end_task(self, task_id: int, task: Task) -> None:
         self.optimizer = None
 

@@ -219,7 +219,7 @@ def train_task(method: Method, task: Task, task_id: int, cfg: RunConfig, device:
     t0 = time.perf_counter()
     bar = _bar(range(cfg.epochs * len(starts)), cfg.progress, desc=f"task {task_id + 1} {task.name}", leave=False)
     it = iter(bar)
-    for _ in range(cfg.epochs):
+    for epoch in range(cfg.epochs):
         perm = torch.randperm(n, generator=generator).to(device)
         total = 0.0
         for b in starts:
@@ -228,6 +228,7 @@ def train_task(method: Method, task: Task, task_id: int, cfg: RunConfig, device:
                 total += method.observe(x_all[idx], y_all[idx], task_id)
             next(it, None)
         losses.append(total / max(1, len(starts)))
+        method.end_epoch(task_id, epoch, cfg.epochs)
     if hasattr(bar, "close"):
         bar.close()
     if device.type == "cuda":
