@@ -5,6 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 OUT ?= runs
 EPOCHS ?= 4
+METHODS ?= sgd sgd-ll clr
 
 .PHONY: setup run test lab lint clean-runs
 
@@ -16,9 +17,9 @@ $(STAMP): pyproject.toml constraints.txt
 
 setup: $(STAMP)
 
-## The main job: SGD and SGD-LL on the embedded offline synth-10 stream; results in $(OUT)/
+## The main job: SGD, SGD-LL and CLR on the embedded offline synth-10 stream; results in $(OUT)/
 run: $(STAMP)
-	$(VENV)/bin/cl-lab run --method sgd sgd-ll --stream synth-10 --epochs $(EPOCHS) --out $(OUT)
+	$(VENV)/bin/cl-lab run --method $(METHODS) --stream synth-10 --epochs $(EPOCHS) --out $(OUT)
 	$(VENV)/bin/cl-lab summary $(OUT)
 
 test: $(STAMP)
@@ -28,4 +29,4 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check cl_lab tests benchmarks data_scripts
 
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab

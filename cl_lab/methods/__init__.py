@@ -10,6 +10,12 @@ from .base import Cost, Method, OptimConfig, StreamInfo
 _REGISTRY: dict[str, str] = {
     "sgd": "cl_lab.methods.sgd:SGD",
     "sgd-ll": "cl_lab.methods.sgd_ll:SGDLL",
+    "ewc": "cl_lab.methods.ewc:EWC",
+    "online-ewc": "cl_lab.methods.online_ewc:OnlineEWC",
+    "si": "cl_lab.methods.si:SI",
+    "lwf": "cl_lab.methods.lwf:LwF",
+    "er": "cl_lab.methods.er:ER",
+    "derpp": "cl_lab.methods.derpp:DERPP",
     "clr": "cl_lab.methods.clr:CLR",
 }
 

@@ -1,0 +1,91 @@
+"""Reservoir-sampled replay buffer (Vitter's algorithm R), shared by ER and DER++.
+
+Every example seen so far is in the buffer with the same probability ``size / seen``.
+Random draws use the global torch RNG, which the runner seeds per task, so a resumed run
+replays exactly what an uninterrupted one does. The buffer's tensors live in the method's
+state dict (as extra state), so they round-trip through checkpoints.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+
+def reservoir_slots(seen: int, batch: int, size: int) -> list[tuple[int, int]]:
+    """For a batch arriving after ``seen`` examples: (index in batch, buffer slot) pairs to write."""
+    out = []
+    for i in range(batch):
+        n = seen + i
+        if n < size:
+            out.append((i, n))
+        else:
+            j = int(torch.randint(0, n + 1, (1,)))
+            if j < size:
+                out.append((i, j))
+    return out
+
+
+class ReservoirBuffer:
+    """Fixed-size store of examples, labels, task ids and optional logits."""
+
+    def __init__(self, size: int, logit_width: int = 0):
+        self.size = size
+        self.logit_width = logit_width
+        self.seen = 0
+        self.x: Tensor | None = None
+        self.y = torch.zeros(size, dtype=torch.long)
+        self.task = torch.zeros(size, dtype=torch.long)
+        self.logits = torch.zeros(size, logit_width) if logit_width else None
+
+    def __len__(self) -> int:
+        return min(self.seen, self.size)
+
+    def add(self, x: Tensor, y: Tensor, task_id: int, logits: Tensor | None = None) -> None:
+        if self.x is None:
+            self.x = torch.zeros(self.size, *x.shape[1:], dtype=x.dtype)
+        for i, slot in reservoir_slots(self.seen, len(x), self.size):
+            self.x[slot] = x[i].detach().cpu()
+            self.y[slot] = y[i].cpu()
+            self.task[slot] = task_id
+            if self.logits is not None and logits is not None:
+                self.logits[slot].zero_()
+                self.logits[slot, : logits.shape[1]] = logits[i].detach().float().cpu()
+        self.seen += len(x)
+
+    def sample(self, n: int, device: torch.device) -> dict[str, Tensor]:
+        """``n`` stored examples drawn uniformly without replacement (fewer if the buffer holds fewer)."""
+        idx = torch.randperm(len(self))[: min(n, len(self))]
+        out = {"x": self.x[idx].to(device), "y": self.y[idx].to(device), "task": self.task[idx].to(device)}
+        if self.logits is not None:
+            out["logits"] = self.logits[idx].to(device)
+        return out
+
+    def nbytes(self) -> int:
+        total = 0
+        for t in (self.x, self.y, self.task, self.logits):
+            if t is not None:
+                total += t[: len(self)].numel() * t.element_size()
+        return total
+
+    def state(self) -> dict[str, Any]:
+        return {"size": self.size, "seen": self.seen, "x": self.x, "y": self.y, "task": self.task,
+                "logits": self.logits}
+
+    def load(self, state: dict[str, Any]) -> None:
+        if state["size"] != self.size:
+            raise ValueError(f"buffer size in checkpoint ({state['size']}) != configured buffer_size ({self.size})")
+        self.seen, self.x, self.y, self.task, self.logits = (state["seen"], state["x"], state["y"], state["task"],
+                                                             state["logits"])
+
+
+def per_task_loss(method, x: Tensor, task: Tensor, fn) -> Tensor:
+    """Mean over examples of ``fn(logits, index)`` with each example scored on its own task's head."""
+    feats = method.backbone(x)
+    total = feats.new_zeros(())
+    for t in task.unique().tolist():
+        mask = task == t
+        total = total + fn(method.heads(feats[mask], t), mask) * mask.sum()
+    return total / len(x)

@@ -1,0 +1,64 @@
+"""ER: experience replay with a reservoir buffer (Chaudhry et al. 2019, "On Tiny Episodic Memories").
+
+Every step trains on the current batch plus a batch replayed from a reservoir-sampled
+buffer of past examples; each replayed example is scored on its own task's head (the
+task-incremental multi-head setting). The loss is the mean cross-entropy over the union
+of both batches. The buffer's bytes count in the cost record.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..config import param
+from ._buffer import ReservoirBuffer, per_task_loss
+from .base import Cost, Method, OptimConfig
+
+
+@dataclass
+class ERConfig(OptimConfig):
+    buffer_size: int = param(200, "examples kept in the replay buffer", ge=1)
+    replay_batch_size: int = param(32, "replayed examples per step", ge=1)
+
+
+class ER(Method):
+    """Shared backbone, a head per task, cross-entropy on current + replayed examples."""
+
+    name = "er"
+    Config = ERConfig
+
+    def __init__(self, backbone, config, stream):
+        super().__init__(backbone, config, stream)
+        self.buffer = ReservoirBuffer(config.buffer_size)
+
+    def observe(self, x: Tensor, y: Tensor, task_id: int) -> float:
+        self.optimizer.zero_grad(set_to_none=True)
+        n_cur = len(x)
+        if len(self.buffer):
+            b = self.buffer.sample(self.cfg.replay_batch_size, x.device)
+            xs = torch.cat([x, b["x"]])
+            ys = torch.cat([y, b["y"]])
+            ts = torch.cat([torch.full_like(y, task_id), b["task"]])
+            loss = per_task_loss(self, xs, ts, lambda logits, m: F.cross_entropy(logits, ys[m]))
+        else:
+            loss = F.cross_entropy(self(x, task_id), y)
+        loss.backward()
+        self.optimizer.step()
+        self.buffer.add(x[:n_cur], y, task_id)
+        return float(loss.detach())
+
+    def cost(self) -> Cost:
+        c = super().cost()
+        c.extra_bytes = self.buffer.nbytes()
+        return c
+
+    def get_extra_state(self) -> Any:
+        return self.buffer.state()
+
+    def set_extra_state(self, state: Any) -> None:
+        self.buffer.load(state)

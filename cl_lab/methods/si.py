@@ -1,0 +1,100 @@
+"""SI: synaptic intelligence (Zenke, Poole & Ganguli, ICML 2017), task-incremental.
+
+During task mu each backbone parameter accumulates its contribution to the drop in the
+task loss along the optimisation path, omega_i += -g_i * delta_theta_i, with g the
+gradient of the task loss alone (the surrogate's own gradient is removed analytically)
+and delta_theta the actual change made by the optimiser step. At the end of the task
+
+    Omega_i += omega_i / (Delta_i^2 + xi),   Delta_i = theta_i(end of mu) - theta_i(start of mu)
+
+and later tasks add the surrogate loss c * sum_i Omega_i (theta_i - theta~_i)^2 with
+theta~ the parameters at the end of the previous task (Eq. 4-5 of the paper). With plain
+SGD (no momentum) every omega is lr * g^2 >= 0; with momentum or Adam a step can move
+against the gradient, and omega is then negative for that step, as in the paper.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..config import param
+from ..data.task import Task
+from .base import Cost, Method, OptimConfig
+
+
+@dataclass
+class SIConfig(OptimConfig):
+    c: float = param(0.1, "strength c of the surrogate loss", ge=0)
+    xi: float = param(1e-3, "damping xi in Omega = omega / (Delta^2 + xi)", gt=0)
+
+
+class SI(Method):
+    """Path-integral importance per parameter, quadratic surrogate anchored at the last task."""
+
+    name = "si"
+    Config = SIConfig
+
+    def __init__(self, backbone, config, stream):
+        super().__init__(backbone, config, stream)
+        self.importance: dict[str, Tensor] = {}
+        self.anchor: dict[str, Tensor] = {}
+        self.omega: dict[str, Tensor] = {}
+        self.start: dict[str, Tensor] = {}
+
+    def _params(self) -> dict[str, Tensor]:
+        return {k: p for k, p in self.backbone.named_parameters() if p.requires_grad}
+
+    def begin_task(self, task_id: int, task: Task) -> None:
+        super().begin_task(task_id, task)
+        self.start = {k: p.detach().clone() for k, p in self._params().items()}
+        self.omega = {k: torch.zeros_like(p) for k, p in self._params().items()}
+
+    def penalty(self) -> Tensor | float:
+        if not self.importance or self.cfg.c == 0:
+            return 0.0
+        params = self._params()
+        return self.cfg.c * sum((self.importance[k] * (params[k] - self.anchor[k]) ** 2).sum() for k in self.importance)
+
+    def observe(self, x: Tensor, y: Tensor, task_id: int) -> float:
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(self(x, task_id), y) + self.penalty()
+        loss.backward()
+        params = self._params()
+        before = {k: p.detach().clone() for k, p in params.items()}
+        grads = {}
+        for k, p in params.items():
+            g = p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p)
+            if self.importance:
+                g -= 2 * self.cfg.c * self.importance[k] * (before[k] - self.anchor[k])
+            grads[k] = g
+        self.optimizer.step()
+        for k, p in params.items():
+            self.omega[k] -= grads[k] * (p.detach() - before[k])
+        return float(loss.detach())
+
+    def end_task(self, task_id: int, task: Task) -> None:
+        for k, p in self._params().items():
+            delta = p.detach() - self.start[k]
+            new = self.omega[k] / (delta ** 2 + self.cfg.xi)
+            self.importance[k] = self.importance.get(k, torch.zeros_like(new)) + new
+            self.anchor[k] = p.detach().clone()
+        self.omega, self.start = {}, {}
+        super().end_task(task_id, task)
+
+    def cost(self) -> Cost:
+        c = super().cost()
+        c.extra_bytes = sum(t.numel() * t.element_size() for d in (self.importance, self.anchor) for t in d.values())
+        return c
+
+    def get_extra_state(self) -> Any:
+        return {"importance": self.importance, "anchor": self.anchor}
+
+    def set_extra_state(self, state: Any) -> None:
+        device = next(self.backbone.parameters()).device
+        self.importance = {k: v.to(device) for k, v in state["importance"].items()}
+        self.anchor = {k: v.to(device) for k, v in state["anchor"].items()}

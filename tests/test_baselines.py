@@ -1,0 +1,194 @@
+import copy
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cl_lab.methods import StreamInfo, get_method
+from cl_lab.methods._buffer import ReservoirBuffer, reservoir_slots
+from cl_lab.models import as_backbone, build_backbone
+from cl_lab.train.runner import seed_everything
+
+SIX = ["ewc", "online-ewc", "si", "lwf", "er", "derpp"]
+
+
+def _tiny(method, classes=(3, 2), **cfg):
+    torch.manual_seed(0)
+    bb = as_backbone(nn.Sequential(nn.Flatten(), nn.Linear(12, 4)), image_shape=(3, 2, 2))
+    cls = get_method(method)
+    return cls(bb, cls.Config(**cfg), StreamInfo(tuple(classes), tuple(f"t{i}" for i in range(len(classes)))))
+
+
+class _T:
+    """A minimal stand-in for Task with what begin_task/end_task read."""
+
+    def __init__(self, x, y, k):
+        from cl_lab.data import Split
+
+        self.num_classes = k
+        self.train = Split(x, y)
+
+
+def test_ewc_penalty_matches_hand_computation_and_is_zero_at_anchor():
+    m = _tiny("ewc", ewc_lambda=3.0)
+    params = dict(m.backbone.named_parameters())
+    assert m.penalty() == 0.0
+    f1 = {k: torch.rand_like(p) for k, p in params.items()}
+    f2 = {k: torch.rand_like(p) for k, p in params.items()}
+    a1 = {k: p.detach().clone() for k, p in params.items()}
+    a2 = {k: p.detach() + 0.5 for k, p in params.items()}
+    m.consolidate(f1, a1)
+    assert float(m.penalty().detach()) == 0.0
+    m.consolidate(f2, a2)
+    hand = 3.0 / 2 * sum(float((f2[k] * 0.25).sum()) for k in params)
+    assert float(m.penalty().detach()) == pytest.approx(hand, rel=1e-6)
+
+
+def test_empirical_fisher_matches_softmax_regression_closed_form():
+    from cl_lab.methods.ewc import fisher_diagonal
+
+    m = _tiny("ewc")
+    m.add_task(0, 4)
+    with torch.no_grad():
+        m.heads.heads["0"].weight.copy_(torch.eye(4))
+        m.heads.heads["0"].bias.zero_()
+    x = torch.rand(5, 3, 2, 2)
+    y = torch.tensor([0, 1, 2, 3, 0])
+    fisher = fisher_diagonal(m, _T(x, y, 4), 0, 5, "empirical")
+    lin = m.backbone.body[1]
+    flat = x.flatten(1)
+    p = F.softmax(lin(flat), 1).detach()
+    err = F.one_hot(y, 4).float() - p  # d log p_y / d logits
+    expected_w = ((err[:, :, None] * flat[:, None, :]) ** 2).mean(0)
+    torch.testing.assert_close(fisher["body.1.weight"], expected_w)
+    torch.testing.assert_close(fisher["body.1.bias"], (err ** 2).mean(0))
+
+
+def test_online_ewc_decay_follows_recurrence():
+    m = _tiny("online-ewc", gamma=0.5)
+    keys = [k for k, _ in m.backbone.named_parameters()]
+    fs = [{k: torch.full_like(dict(m.backbone.named_parameters())[k], float(i + 1)) for k in keys} for i in range(3)]
+    for i, f in enumerate(fs):
+        m.consolidate(f, {k: torch.full_like(v, float(i)) for k, v in f.items()})
+    assert len(m.fishers) == 1 and len(m.anchors) == 1
+    expected = 0.25 * 1 + 0.5 * 2 + 3  # gamma^2 F1 + gamma F2 + F3
+    assert all(torch.allclose(v, torch.full_like(v, expected)) for v in m.fishers[0].values())
+    assert all(torch.equal(v, torch.full_like(v, 2.0)) for v in m.anchors[0].values())
+
+
+def test_si_importance_is_summed_g_delta_on_two_steps():
+    m = _tiny("si", lr=0.1, momentum=0.0, c=0.1, xi=0.01)
+    x = torch.rand(6, 3, 2, 2)
+    y = torch.tensor([0, 1, 2, 0, 1, 2])
+    m.begin_task(0, _T(x, y, 3))
+    start = {k: p.detach().clone() for k, p in m.backbone.named_parameters()}
+    grads = []
+    for s in range(2):
+        xb, yb = x[s * 3:(s + 1) * 3], y[s * 3:(s + 1) * 3]
+        probe = copy.deepcopy(m)
+        loss = F.cross_entropy(probe(xb, 0), yb)
+        grads.append(dict(zip([k for k, _ in probe.backbone.named_parameters()],
+                              torch.autograd.grad(loss, list(probe.backbone.parameters())))))
+        m.observe(xb, yb, 0)
+    m.end_task(0, _T(x, y, 3))
+    for k, p in m.backbone.named_parameters():
+        omega = 0.1 * (grads[0][k] ** 2 + grads[1][k] ** 2)  # sum of -g * delta with delta = -lr * g
+        delta = p.detach() - start[k]
+        torch.testing.assert_close(delta, -0.1 * (grads[0][k] + grads[1][k]))
+        torch.testing.assert_close(m.importance[k], omega / (delta ** 2 + 0.01))
+        assert (m.importance[k] >= 0).all()
+
+
+def test_lwf_distillation_is_zero_when_model_unchanged(mini):
+    m = _tiny_resnet("lwf", mini)
+    _train_task(m, mini, 0, steps=3)
+    m.begin_task(1, mini[1])
+    m.eval()
+    x = mini[1].train.float_images()[:16]
+    assert float(m.distillation_loss(x, m.backbone(x), 1)) == 0.0
+    m.train()
+    m.observe(x, mini[1].train.labels()[:16], 1)
+    m.eval()
+    assert float(m.distillation_loss(x, m.backbone(x), 1)) > 0.0
+
+
+def test_reservoir_gives_every_example_equal_inclusion_probability():
+    torch.manual_seed(0)
+    n_items, size, trials = 60, 12, 3000
+    counts = np.zeros(n_items)
+    for _ in range(trials):
+        slots = list(range(-1, -size - 1, -1))
+        seen = 0
+        for start in range(0, n_items, 7):
+            batch = min(7, n_items - start)
+            for i, slot in reservoir_slots(seen, batch, size):
+                slots[slot] = start + i
+            seen += batch
+        counts[slots] += 1
+    freq = counts / trials
+    p = size / n_items
+    sigma = np.sqrt(p * (1 - p) / trials)
+    assert np.abs(freq - p).max() < 5 * sigma
+    chi2 = ((counts - trials * p) ** 2 / (trials * p)).sum()
+    assert chi2 < n_items + 5 * np.sqrt(2 * n_items)  # df = n - 1; far beyond the 99.9th percentile would fail
+
+
+def test_derpp_keeps_insertion_time_logits(mini):
+    m = _tiny_resnet("derpp", mini, buffer_size=1000)
+    _train_task(m, mini, 0, steps=2)
+    stored = m.buffer.logits[:16].clone()
+    x_first = m.buffer.x[:16].clone()
+    _train_task(m, mini, 1, steps=4)
+    assert torch.equal(m.buffer.logits[:16], stored)
+    m.eval()
+    now = m.predict(x_first, 0)
+    assert not torch.allclose(now, stored[:, :now.shape[1]])
+
+
+def test_buffer_rejects_size_mismatch():
+    b = ReservoirBuffer(5)
+    with pytest.raises(ValueError, match="buffer size in checkpoint"):
+        b.load(ReservoirBuffer(6).state())
+
+
+def _tiny_resnet(method, stream, **cfg):
+    seed_everything(0)
+    cls = get_method(method)
+    bb = build_backbone("resnet8")
+    return cls(bb, cls.Config(**cfg), StreamInfo(tuple(t.num_classes for t in stream), tuple(t.name for t in stream)))
+
+
+def _train_task(m, stream, t, steps=3):
+    m.begin_task(t, stream[t])
+    m.train()
+    x, y = stream[t].train.float_images(), stream[t].train.labels()
+    for s in range(steps):
+        m.observe(x[s * 16:(s + 1) * 16], y[s * 16:(s + 1) * 16], t)
+    m.end_task(t, stream[t])
+
+
+@pytest.mark.parametrize("method", SIX)
+def test_state_round_trips_mid_stream_and_training_continues_identically(method, mini):
+    kw = {"fisher_samples": 16} if "ewc" in method else {}
+    a = _tiny_resnet(method, mini, **kw)
+    _train_task(a, mini, 0)
+    _train_task(a, mini, 1)
+    state = copy.deepcopy(a.checkpoint_state())
+    b = _tiny_resnet(method, mini, **kw)
+    b.restore(state)
+    a.eval()
+    b.eval()
+    for t in (0, 1):
+        x = mini[t].test.float_images()
+        assert torch.equal(a.predict(x, t), b.predict(x, t))
+    assert a.cost() == b.cost()
+    seed_everything(5)
+    _train_task(a, mini, 2)
+    seed_everything(5)
+    _train_task(b, mini, 2)
+    a.eval()
+    b.eval()
+    x = mini[0].test.float_images()
+    assert torch.equal(a.predict(x, 0), b.predict(x, 0))
