@@ -17,6 +17,7 @@ _REGISTRY: dict[str, str] = {
     "er": "cl_lab.methods.er:ER",
     "derpp": "cl_lab.methods.derpp:DERPP",
     "clr": "cl_lab.methods.clr:CLR",
+    "rescl": "cl_lab.methods.rescl:ResCL",
 }
 
 

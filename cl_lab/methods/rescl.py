@@ -1,0 +1,311 @@
+"""ResCL: residual continual learning (Lee, Joo, Hong & Kim, AAAI 2020, arXiv 2002.06774).
+
+For each new task t (t >= 1), with the current network as the frozen source:
+
+1. Fine-tune a copy on task t (cross-entropy + L2 weight decay): the target network.
+2. Combine: every linear unit before a nonlinearity (conv, conv+BN or BN) computes, per
+   output channel c, ``(1 + alpha_s[c]) * S(x)[c] + alpha_t[c] * T(x)[c]`` with S the
+   frozen source unit and T the trainable target unit, on the same input x. alpha_s
+   starts at -1/2 and alpha_t at +1/2 (the average of the two); alpha = 0 is the source.
+3. Train alpha and the target weights on task-t data only with
+   ``source_weight * sum_{j<t} KD(h_j) + target_weight * KD(h_t) + lambda * ||alpha||_1``
+   (+ ``ce_weight`` * CE, 0 by default, and L2 weight decay on target weights), where
+   KD distils, at temperature T, the source network's outputs on the old heads and the
+   fine-tuned target network's outputs on the new head. The L1 decay is applied as its
+   proximal step after each optimiser step (alpha <- sign(alpha) max(|alpha| - lr lambda, 0)),
+   so a strong decay sets alphas exactly to 0 instead of making them oscillate around it.
+4. Fold: each combined unit collapses into one conv with bias,
+   ``W = (1 + alpha_s) a_s W_s + alpha_t a_t W_t`` and ``b = (1 + alpha_s) b_s + alpha_t b_t``
+   per output channel, with (a, b) a unit's per-channel BN scale and shift (a = 1, b =
+   conv bias when there is no BN). The folded network has the original architecture
+   (BN folded into conv biases) and becomes the source for the next task.
+
+BatchNorm: every BN is used with its running statistics (eval mode) whenever it sits in a
+combined unit, so each unit is affine and folding is exact. Task 0 trains normally (BN in
+train mode) and is then BN-folded, so later combination phases are BN-free; targets are
+fine-tuned BN-free from the folded source.
+
+Defaults and why: T = 2 (as LwF); both distillation weights 1 (the paper weighs source
+and target equally); lambda = 0.01 (a weak decay, so the default keeps both tasks;
+sweep it with ``cl_lab.rescl_tradeoff`` to trace the trade-off); fine-tuning for
+``finetune_epochs`` at ``finetune_lr`` with weight decay 5e-4.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..config import param
+from ..data.task import Task
+from .base import Cost, Method, OptimConfig, freeze
+from .lwf import distillation
+
+
+@dataclass
+class ResCLConfig(OptimConfig):
+    weight_decay: float = param(5e-4, "L2 weight decay on target weights (fine-tuning and combination)", ge=0)
+    rescl_lambda: float = param(0.01, "L1 decay lambda on (alpha_s, alpha_t)", ge=0)
+    temperature: float = param(2.0, "distillation temperature T", gt=0)
+    source_weight: float = param(1.0, "weight of distilling the source net on the old heads", ge=0)
+    target_weight: float = param(1.0, "weight of distilling the fine-tuned target net on the new head", ge=0)
+    ce_weight: float = param(0.0, "weight of plain cross-entropy on the new head during combination", ge=0)
+    finetune_epochs: int = param(4, "epochs of fine-tuning the target copy", ge=1)
+    finetune_lr: float = param(0.01, "SGD learning rate of the fine-tuning phase", gt=0)
+
+
+def unit_affine(unit: nn.Module) -> tuple[Tensor | None, Tensor, Tensor]:
+    """(W, scale, shift) with unit(x) = scale * (W x) + shift per channel (W None for a BN-only unit)."""
+    conv = bn = None
+    if isinstance(unit, nn.Conv2d):
+        conv = unit
+    elif isinstance(unit, nn.modules.batchnorm._BatchNorm):
+        bn = unit
+    elif isinstance(unit, nn.Sequential) and len(unit) == 2:
+        conv, bn = unit[0], unit[1]
+    else:
+        raise TypeError(f"a combination unit is a Conv2d, a BatchNorm2d or Sequential(conv, bn); got {unit}")
+    channels = conv.out_channels if conv is not None else bn.num_features
+    ref = conv.weight if conv is not None else bn.running_mean
+    scale = torch.ones(channels, dtype=ref.dtype, device=ref.device)
+    shift = conv.bias.detach().clone() if conv is not None and conv.bias is not None else torch.zeros_like(scale)
+    if bn is not None:
+        a = bn.running_var.add(bn.eps).rsqrt()
+        if bn.affine:
+            a = a * bn.weight.detach()
+        b = -bn.running_mean * a + (bn.bias.detach() if bn.affine else 0.0)
+        shift = a * shift + b
+        scale = scale * a
+    return (conv.weight.detach() if conv is not None else None), scale, shift
+
+
+def fold_unit(units: list[tuple[nn.Module, Tensor]]) -> nn.Module:
+    """Fold sum_k coef_k[c] * unit_k(x) into one conv with bias (or one BN for BN-only units)."""
+    template = units[0][0]
+    conv = template if isinstance(template, nn.Conv2d) else (template[0] if isinstance(template, nn.Sequential) else None)
+    weight, bias = None, None
+    for unit, coef in units:
+        w, scale, shift = unit_affine(unit)
+        s = coef * scale
+        term_w = (s.view(-1, 1, 1, 1) * w) if w is not None else s
+        weight = term_w if weight is None else weight + term_w
+        bias = coef * shift if bias is None else bias + coef * shift
+    if conv is None:
+        bn = nn.BatchNorm2d(len(bias), eps=0.0).to(device=bias.device, dtype=bias.dtype)
+        with torch.no_grad():
+            bn.weight.copy_(weight)
+            bn.bias.copy_(bias)
+            bn.running_mean.zero_()
+            bn.running_var.fill_(1.0)
+        return bn.eval()
+    out = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                    conv.dilation, conv.groups, bias=True, padding_mode=conv.padding_mode).to(device=weight.device, dtype=weight.dtype)
+    with torch.no_grad():
+        out.weight.copy_(weight)
+        out.bias.copy_(bias)
+    return out
+
+
+class Combined(nn.Module):
+    """``(1 + alpha_s) * source(x) + alpha_t * target(x)`` per output channel (ResCL Eq. 1)."""
+
+    def __init__(self, source: nn.Module, target: nn.Module, init: float = 0.5):
+        super().__init__()
+        self.source = freeze(source)
+        self.target = target
+        channels = unit_affine(source)[1].numel()
+        self.alpha_s = nn.Parameter(torch.full((channels,), -init))
+        self.alpha_t = nn.Parameter(torch.full((channels,), init))
+
+    def forward(self, x: Tensor) -> Tensor:
+        s, t = self.source(x), self.target(x)
+        return (1 + self.alpha_s).view(1, -1, 1, 1) * s + self.alpha_t.view(1, -1, 1, 1) * t
+
+    def train(self, mode: bool = True) -> "Combined":
+        super().train(mode)
+        for m in self.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.eval()
+        return self
+
+    def fold(self) -> nn.Module:
+        return fold_unit([(self.source, 1 + self.alpha_s.detach()), (self.target, self.alpha_t.detach())])
+
+
+def find_units(root: nn.Module) -> list[tuple[nn.Module, str, str | None]]:
+    """(parent, conv name, following BN name or None) for every Conv2d, and (parent, bn, None) for lone BNs."""
+    found = []
+    for parent in root.modules():
+        children = list(parent.named_children())
+        paired = set()
+        for i, (name, m) in enumerate(children):
+            if isinstance(m, (nn.Conv2d, Combined)):
+                nxt = children[i + 1] if i + 1 < len(children) else None
+                bn = nxt[0] if nxt is not None and isinstance(nxt[1], nn.modules.batchnorm._BatchNorm) else None
+                if bn is not None:
+                    paired.add(bn)
+                found.append((parent, name, bn))
+        for name, m in children:
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and name not in paired:
+                found.append((parent, name, None))
+    return found
+
+
+def fold_network(root: nn.Module) -> nn.Module:
+    """Fold every unit of ``root`` in place: BN into conv biases, combined units into single convs."""
+    for parent, name, bn_name in find_units(root):
+        m = getattr(parent, name)
+        if isinstance(m, Combined):
+            setattr(parent, name, m.fold())
+        elif isinstance(m, nn.Conv2d) and bn_name is not None:
+            setattr(parent, name, fold_unit([(nn.Sequential(m, getattr(parent, bn_name)), torch.ones(m.out_channels))]))
+            setattr(parent, bn_name, nn.Identity())
+        elif isinstance(m, nn.modules.batchnorm._BatchNorm):
+            setattr(parent, name, fold_unit([(m, torch.ones(m.num_features))]))
+    return root
+
+
+def combine_networks(source: nn.Module, target: nn.Module, init: float = 0.5) -> nn.Module:
+    """A network with the source's structure whose every unit is Combined(source unit, target unit)."""
+    combined = copy.deepcopy(source)
+    s_units, t_units, c_units = find_units(source), find_units(target), find_units(combined)
+    for (sp, sn, sb), (tp, tn, tb), (cp, cn, cb) in zip(s_units, t_units, c_units):
+        s_unit = getattr(sp, sn) if sb is None else nn.Sequential(getattr(sp, sn), getattr(sp, sb))
+        t_unit = getattr(tp, tn) if tb is None else nn.Sequential(getattr(tp, tn), getattr(tp, tb))
+        setattr(cp, cn, Combined(copy.deepcopy(s_unit), copy.deepcopy(t_unit), init))
+        if cb is not None:
+            setattr(cp, cb, nn.Identity())
+    return combined
+
+
+def alphas(root: nn.Module) -> list[nn.Parameter]:
+    return [p for m in root.modules() if isinstance(m, Combined) for p in (m.alpha_s, m.alpha_t)]
+
+
+class ResCL(Method):
+    """Fine-tune, combine residually with learnable per-channel alphas, distil, fold."""
+
+    name = "rescl"
+    Config = ResCLConfig
+
+    def __init__(self, backbone, config, stream):
+        super().__init__(backbone, config, stream)
+        self.register_buffer("folded", torch.tensor(False))
+        self.source: nn.Module | None = None
+        self.target_teacher: nn.Module | None = None
+        self.alpha_history: list[dict[str, float]] = []
+
+    def begin_task(self, task_id: int, task: Task) -> None:
+        device = next(self.backbone.parameters()).device
+        self.add_task(task_id, task.num_classes)
+        self.to(device)
+        if task_id == 0:
+            self.optimizer = self.make_optimizer(self.trainable_parameters())
+            return
+        source = freeze(copy.deepcopy(nn.ModuleDict({"backbone": self.backbone, "heads": self.heads}))).eval()
+        target = copy.deepcopy(self.backbone)
+        for p in target.parameters():
+            p.requires_grad_(True)
+        self._finetune(target, task_id, task)
+        self.target_teacher = freeze(copy.deepcopy(nn.ModuleDict({"backbone": target, "head": self.heads.heads[str(task_id)]})))
+        self.target_teacher.eval()
+        self.source = source
+        self.backbone.body = combine_networks(self.backbone.body, target.body)
+        self.to(device)
+        a = alphas(self.backbone)
+        ids = {id(p) for p in a}
+        weights = [p for p in self.backbone.parameters() if p.requires_grad and id(p) not in ids]
+        weights += list(self.heads.heads[str(task_id)].parameters())
+        c = self.cfg
+        if c.optimizer == "adam":
+            self.optimizer = torch.optim.Adam([{"params": weights, "weight_decay": c.weight_decay},
+                                               {"params": a, "weight_decay": 0.0}], lr=c.lr)
+        else:
+            self.optimizer = torch.optim.SGD([{"params": weights, "weight_decay": c.weight_decay},
+                                              {"params": a, "weight_decay": 0.0}], lr=c.lr, momentum=c.momentum)
+
+    def _finetune(self, target: nn.Module, task_id: int, task: Task) -> None:
+        head = self.heads.heads[str(task_id)]
+        params = [*target.parameters(), *head.parameters()]
+        opt = torch.optim.SGD(params, lr=self.cfg.finetune_lr, momentum=0.9, weight_decay=self.cfg.weight_decay)
+        device = next(target.parameters()).device
+        x_all, y_all = task.train.float_images().to(device), task.train.labels().to(device)
+        target.train()
+        for _ in range(self.cfg.finetune_epochs):
+            perm = torch.randperm(len(y_all)).to(device)
+            for b in range(0, len(y_all) - 1, 32):
+                idx = perm[b: b + 32]
+                opt.zero_grad(set_to_none=True)
+                F.cross_entropy(head(target(x_all[idx])), y_all[idx]).backward()
+                opt.step()
+
+    def combination_loss(self, x: Tensor, y: Tensor, task_id: int) -> Tensor:
+        c = self.cfg
+        feats = self.backbone(x)
+        logits = self.heads(feats, task_id)
+        with torch.no_grad():
+            src_feats = self.source["backbone"](x)
+            tgt_logits = self.target_teacher["head"](self.target_teacher["backbone"](x))
+        loss = c.target_weight * distillation(logits, tgt_logits, c.temperature)
+        for j in range(task_id):
+            loss = loss + c.source_weight * distillation(self.heads(feats, j), self.source["heads"](src_feats, j),
+                                                         c.temperature)
+        if c.ce_weight:
+            loss = loss + c.ce_weight * F.cross_entropy(logits, y)
+        return loss
+
+    def observe(self, x: Tensor, y: Tensor, task_id: int) -> float:
+        if task_id == 0:
+            return super().observe(x, y, task_id)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.combination_loss(x, y, task_id)
+        loss.backward()
+        self.optimizer.step()
+        self.l1_decay()
+        with torch.no_grad():
+            decay = self.cfg.rescl_lambda * sum(p.abs().sum() for p in alphas(self.backbone))
+        return float(loss.detach() + decay)
+
+    @torch.no_grad()
+    def l1_decay(self) -> None:
+        """Proximal step of lambda * ||alpha||_1: shrink every alpha towards 0 by lr * lambda, stop at 0."""
+        group = self.optimizer.param_groups[-1]
+        step = group["lr"] * self.cfg.rescl_lambda
+        for p in group["params"]:
+            p.copy_(p.sign() * (p.abs() - step).clamp_min(0))
+
+    def end_task(self, task_id: int, task: Task) -> None:
+        a = [m for m in self.backbone.modules() if isinstance(m, Combined)]
+        if a:
+            self.alpha_history.append({
+                "task": task_id,
+                "mean_abs_alpha_s": float(torch.cat([m.alpha_s.detach().abs() for m in a]).mean()),
+                "mean_abs_alpha_t": float(torch.cat([m.alpha_t.detach().abs() for m in a]).mean()),
+            })
+        fold_network(self.backbone.body)
+        for p in self.backbone.parameters():
+            p.requires_grad_(True)
+        self.folded.fill_(True)
+        self.source = self.target_teacher = None
+        super().end_task(task_id, task)
+
+    def get_extra_state(self) -> Any:
+        return {"alpha_history": self.alpha_history}
+
+    def set_extra_state(self, state: Any) -> None:
+        self.alpha_history = list(state["alpha_history"])
+
+    def restore(self, state: dict[str, Any]) -> None:
+        if bool(state["module"].get("folded", torch.tensor(False))):
+            fold_network(self.backbone.body)
+        super().restore(state)
+
+    def cost(self) -> Cost:
+        c = super().cost()
+        c.trainable_params = sum(p.numel() for p in self.backbone.parameters()) + self.head_params(len(self.task_classes) - 1)
+        return c
