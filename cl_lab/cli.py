@@ -86,6 +86,16 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tradeoff(args: argparse.Namespace) -> int:
+    from .train.tradeoff import tradeoff
+
+    curve, table = tradeoff(args.stream, args.source, args.target, out=args.out, epochs=args.epochs,
+                            seed=args.seed, progress=not args.no_progress)
+    print(curve.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    return 0
+
+
 def cmd_summary(args: argparse.Namespace) -> int:
     from .results import load_metrics
 
@@ -127,6 +137,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--no-cache", action="store_true")
     g.set_defaults(func=cmd_generate)
+    t = sub.add_parser("tradeoff", help="ResCL's fair comparison: source/target trade-off sweeps over two tasks")
+    t.add_argument("--stream", default="synth-10")
+    t.add_argument("--source", type=int, default=0)
+    t.add_argument("--target", type=int, default=1)
+    t.add_argument("--epochs", type=int, default=2)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--out", default="runs")
+    t.add_argument("--no-progress", action="store_true")
+    t.set_defaults(func=cmd_tradeoff)
     su = sub.add_parser("summary", help="final metrics of every run under a directory")
     su.add_argument("root", nargs="?", default="runs")
     su.set_defaults(func=cmd_summary)

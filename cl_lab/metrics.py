@@ -91,3 +91,35 @@ def relative_cost(values: Sequence[float], baseline: float) -> np.ndarray:
     if baseline <= 0:
         raise ValueError(f"baseline must be positive; got {baseline}")
     return np.asarray(values, dtype=float) / baseline
+
+
+def pareto_front(source: Sequence[float], target: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """Points of a (source acc, target acc) sweep that no other point beats on both; sorted by target."""
+    s, t = np.asarray(source, dtype=float), np.asarray(target, dtype=float)
+    if s.shape != t.shape or s.ndim != 1 or len(s) == 0:
+        raise ValueError(f"source and target must be equal-length 1-D sequences; got {s.shape} and {t.shape}")
+    keep = [i for i in range(len(s))
+            if not np.any((s >= s[i]) & (t >= t[i]) & ((s > s[i]) | (t > t[i])))]
+    order = sorted(set(keep), key=lambda i: (t[i], -s[i]))
+    return s[order], t[order]
+
+
+def max_average_accuracy(source: Sequence[float], target: Sequence[float]) -> float:
+    """ResCL's 'maximum achievable average accuracy': max over the sweep of (source + target) / 2."""
+    s, t = np.asarray(source, dtype=float), np.asarray(target, dtype=float)
+    return float(np.max((s + t) / 2))
+
+
+def source_at_target(source: Sequence[float], target: Sequence[float], desired: float) -> float:
+    """ResCL's 'source accuracy at a desired target accuracy', read off the sweep's Pareto front.
+
+    The front is linearly interpolated in target accuracy; below its lowest target
+    accuracy the front's best source accuracy holds; above its highest the desired target
+    accuracy is not achievable and the result is NaN.
+    """
+    fs, ft = pareto_front(source, target)
+    if desired > ft[-1]:
+        return float("nan")
+    if desired <= ft[0]:
+        return float(fs[0])
+    return float(np.interp(desired, ft, fs))

@@ -60,3 +60,15 @@ def test_costs_relative():
 def test_rejects_bad_shape():
     with pytest.raises(ValueError, match="rows <= columns"):
         M.average_accuracy(np.zeros((3, 2)))
+
+
+def test_pareto_front_and_fair_metrics_hand_computed():
+    src = [0.9, 0.8, 0.6, 0.5, 0.7]
+    tgt = [0.4, 0.6, 0.8, 0.7, 0.5]  # (0.5, 0.7) and (0.7, 0.5) are dominated
+    fs, ft = M.pareto_front(src, tgt)
+    np.testing.assert_allclose(ft, [0.4, 0.6, 0.8])
+    np.testing.assert_allclose(fs, [0.9, 0.8, 0.6])
+    assert M.max_average_accuracy(src, tgt) == pytest.approx(0.7)
+    assert M.source_at_target(src, tgt, 0.7) == pytest.approx(0.7)  # halfway between (0.6, 0.8) and (0.8, 0.6)
+    assert M.source_at_target(src, tgt, 0.3) == pytest.approx(0.9)
+    assert np.isnan(M.source_at_target(src, tgt, 0.85))

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from cl_lab.methods import StreamInfo, get_method
-from cl_lab.methods.rescl import Combined, combine_networks, fold_network, fold_unit
+from cl_lab.methods.rescl import Combined, combine_networks, fold_network
 from cl_lab.models import build_backbone, load_weights
 from cl_lab.train.runner import evaluate, seed_everything
 
@@ -116,7 +116,7 @@ def test_l1_decay_pulls_alphas_to_zero_and_source_accuracy_up(mini):
             m.begin_task(t, mini[t])
             m.train()
             x, y = mini[t].train.float_images(), mini[t].train.labels()
-            for epoch in range(3):
+            for _epoch in range(3):
                 for b in range(0, len(y) - 1, 32):
                     m.observe(x[b:b + 32], y[b:b + 32], t)
             m.end_task(t, mini[t])
@@ -124,3 +124,17 @@ def test_l1_decay_pulls_alphas_to_zero_and_source_accuracy_up(mini):
         src_acc.append(evaluate(m, mini[0], 0, torch.device("cpu")))
     assert stats[0] > stats[1] > stats[2] == 0.0
     assert src_acc[0] <= src_acc[1] <= src_acc[2]
+
+
+def test_tradeoff_sweep_writes_curve_and_metrics(tmp_path, mini):
+    import pandas as pd
+
+    from cl_lab.train.tradeoff import tradeoff
+
+    curve, table = tradeoff(mini, 0, 1, out=str(tmp_path), name="t", epochs=1, progress=False,
+                            sweeps={"rescl": ("rescl_lambda", (0.0, 100.0)), "sgd": ("lr", (0.01,))})
+    saved = pd.read_csv(tmp_path / "t" / "tradeoff.csv")
+    assert len(saved) == 3 and set(saved.method) == {"rescl", "sgd"}
+    assert set(pd.read_csv(tmp_path / "t" / "tradeoff_metrics.csv").method) == {"rescl", "sgd"}
+    strong = curve[(curve.method == "rescl") & (curve.value == 100.0)].iloc[0]
+    assert strong.source_acc == strong.source_alone  # alphas decayed to 0: the source network itself

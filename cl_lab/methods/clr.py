@@ -119,7 +119,7 @@ class CLR(Method):
         for s in self.switches:
             s.add(task_id)
 
-    def train(self, mode: bool = True) -> "CLR":
+    def train(self, mode: bool = True) -> CLR:
         super().train(mode)
         for bn in self.bn_layers:
             bn.source.eval()

@@ -87,7 +87,9 @@ def unit_affine(unit: nn.Module) -> tuple[Tensor | None, Tensor, Tensor]:
 def fold_unit(units: list[tuple[nn.Module, Tensor]]) -> nn.Module:
     """Fold sum_k coef_k[c] * unit_k(x) into one conv with bias (or one BN for BN-only units)."""
     template = units[0][0]
-    conv = template if isinstance(template, nn.Conv2d) else (template[0] if isinstance(template, nn.Sequential) else None)
+    conv = template if isinstance(template, nn.Conv2d) else None
+    if isinstance(template, nn.Sequential):
+        conv = template[0]
     weight, bias = None, None
     for unit, coef in units:
         w, scale, shift = unit_affine(unit)
@@ -126,7 +128,7 @@ class Combined(nn.Module):
         s, t = self.source(x), self.target(x)
         return (1 + self.alpha_s).view(1, -1, 1, 1) * s + self.alpha_t.view(1, -1, 1, 1) * t
 
-    def train(self, mode: bool = True) -> "Combined":
+    def train(self, mode: bool = True) -> Combined:
         super().train(mode)
         for m in self.modules():
             if isinstance(m, nn.modules.batchnorm._BatchNorm):
