@@ -106,7 +106,8 @@ def fold_unit(units: list[tuple[nn.Module, Tensor]]) -> nn.Module:
             bn.running_var.fill_(1.0)
         return bn.eval()
     out = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                    conv.dilation, conv.groups, bias=True, padding_mode=conv.padding_mode).to(device=weight.device, dtype=weight.dtype)
+                    conv.dilation, conv.groups, bias=True, padding_mode=conv.padding_mode)
+    out = out.to(device=weight.device, dtype=weight.dtype)
     with torch.no_grad():
         out.weight.copy_(weight)
         out.bias.copy_(bias)
