@@ -1,0 +1,57 @@
+import numpy as np
+import pandas as pd
+
+from cl_lab import viz
+
+NAN = np.nan
+
+
+def _acc():
+    rows = []
+    for seed, drop in ((0, 0.1), (1, 0.3)):
+        for i in range(3):
+            for j in range(i + 1):
+                rows.append({"run": f"sgd{seed}", "method": "sgd", "stream": "s", "seed": seed, "after_task": i,
+                             "task": j, "task_name": f"t{j}", "accuracy": 0.9 - drop * (i - j)})
+                rows.append({"run": f"clr{seed}", "method": "clr", "stream": "s", "seed": seed, "after_task": i,
+                             "task": j, "task_name": f"t{j}", "accuracy": 0.8})
+    return pd.DataFrame(rows)
+
+
+def test_accuracy_heatmap_shows_the_matrix():
+    R = np.array([[0.9, NAN], [0.5, 0.8]])
+    fig = viz.accuracy_heatmap(R, ["a", "b"])
+    np.testing.assert_array_equal(np.asarray(fig.data[0].z, dtype=float), R)
+    assert list(fig.data[0].x) == ["a", "b"] and fig.data[0].text[0][1] == ""
+
+
+def test_first_task_curve_means_over_seeds_with_band():
+    fig = viz.task_accuracy_over_time(_acc(), task=0)
+    lines = {t.name: t for t in fig.data if t.mode == "lines+markers"}
+    assert set(lines) == {"clr", "sgd"}
+    np.testing.assert_allclose(lines["sgd"].y, [0.9, 0.7, 0.5])  # mean of drops 0.1 and 0.3
+    np.testing.assert_allclose(lines["clr"].y, [0.8, 0.8, 0.8])
+    assert list(lines["sgd"].x) == [1, 2, 3]
+    band = next(t for t in fig.data if t.name == "sgd band")
+    std = np.std([[0.9, 0.8, 0.7], [0.9, 0.6, 0.3]], axis=0, ddof=1)  # per after_task, over the two seeds
+    np.testing.assert_allclose(band.y[:3], np.array([0.9, 0.7, 0.5]) + std)
+    np.testing.assert_allclose(band.y[3:], (np.array([0.9, 0.7, 0.5]) - std)[::-1])
+
+
+def test_selectable_task_and_method_filter():
+    fig = viz.task_accuracy_over_time(_acc(), task=1, methods=["sgd"])
+    lines = [t for t in fig.data if t.mode == "lines+markers"]
+    assert [t.name for t in lines] == ["sgd"]
+    np.testing.assert_allclose(lines[0].y, [0.9, 0.7])
+    assert "t1" in fig.layout.title.text
+
+
+def test_cost_vs_accuracy_points_and_reference_line():
+    costs = pd.DataFrame({"run": ["a", "a", "b", "b"], "method": ["clr", "clr", "sgd", "sgd"],
+                          "task_params_pct": [0.4, 0.6, 1.0, 1.0]})
+    metrics = pd.DataFrame({"run": ["a", "a", "b", "b"], "after_task": [0, 1, 0, 1],
+                            "avg_accuracy": [0.9, 0.7, 0.8, 0.4]})
+    fig = viz.cost_vs_accuracy(costs, metrics)
+    pts = {t.name: (list(t.x), list(t.y)) for t in fig.data}
+    assert pts == {"clr": ([0.5], [0.7]), "sgd": ([1.0], [0.4])}
+    assert fig.layout.xaxis.type == "log" and fig.layout.shapes[0].x0 == 0.6
