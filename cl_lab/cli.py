@@ -89,8 +89,20 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_tradeoff(args: argparse.Namespace) -> int:
     from .train.tradeoff import tradeoff
 
+    from .config import ConfigError
+
+    sweeps = None
+    if args.sweep:
+        sweeps = {}
+        for spec in args.sweep:
+            try:
+                method, rest = spec.split(":", 1)
+                knob, values = rest.split("=", 1)
+                sweeps[method] = (knob, tuple(float(v) for v in values.split(",")))
+            except ValueError as e:
+                raise ConfigError(f"--sweep expects METHOD:KNOB=v1,v2,...; got {spec!r}") from e
     curve, table = tradeoff(args.stream, args.source, args.target, out=args.out, epochs=args.epochs,
-                            seed=args.seed, progress=not args.no_progress)
+                            seed=args.seed, progress=not args.no_progress, sweeps=sweeps)
     print(curve.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     return 0
@@ -144,6 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=int, default=2)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", default="runs")
+    t.add_argument("--sweep", nargs="*", default=None, metavar="METHOD:KNOB=V1,V2",
+                   help="sweeps to run (default: rescl:rescl_lambda, lwf:alpha, sgd:lr over five values)")
     t.add_argument("--no-progress", action="store_true")
     t.set_defaults(func=cmd_tradeoff)
     su = sub.add_parser("summary", help="final metrics of every run under a directory")
