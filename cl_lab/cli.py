@@ -87,9 +87,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_tradeoff(args: argparse.Namespace) -> int:
-    from .train.tradeoff import tradeoff
-
     from .config import ConfigError
+    from .train.tradeoff import tradeoff
 
     sweeps = None
     if args.sweep:
