@@ -1,0 +1,179 @@
+"""SupSup: supermasks in superposition (Wortsman et al., NeurIPS 2020), task id given (GG).
+
+The network's weights are fixed at initialisation and never trained. Each task learns a
+binary supermask per layer with edge-popup (Ramanujan et al. 2020): real-valued scores,
+the mask keeps the top ``density`` fraction of weights by |score| in each layer, and the
+gradient passes straight through the top-k to the scores. Every conv and the output
+layer are masked; the output layer is one fixed linear layer as wide as the largest task
+and task t reads its first C_t outputs. BatchNorm is non-affine with running statistics
+kept per task, so tasks do not share any state that changes.
+
+Defaults: signed-constant weights (+/- the Kaiming-normal std, ``init="given"`` keeps what
+the runner loaded, e.g. the shipped pretrained backbone); density 0.5; SGD lr 0.1 with
+momentum 0.9 on the scores (edge-popup's settings). A task's storage is its mask, one bit
+per masked weight, reported as 32-bit-parameter equivalents (bits / 32) plus the BN
+statistics in ``extra_bytes``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..config import param
+from ..data.task import Task
+from ._adapters import PerTask, TaskBatchNorm, replace_modules
+from .base import Cost, Method, OptimConfig, StreamInfo, freeze
+
+
+@dataclass
+class SupSupConfig(OptimConfig):
+    lr: float = param(0.1, "learning rate on the scores (edge-popup: SGD 0.1)", gt=0)
+    density: float = param(0.5, "fraction of each layer's weights a task's mask keeps", gt=0, le=1)
+    init: Literal["signed-constant", "given"] = param("signed-constant", "fixed weights: signed constant or as loaded")
+
+
+class TopK(torch.autograd.Function):
+    """Binary mask of the top ``density`` fraction of ``scores``; straight-through gradient."""
+
+    @staticmethod
+    def forward(ctx, scores: Tensor, density: float) -> Tensor:
+        k = max(1, int(round(density * scores.numel())))
+        mask = torch.zeros_like(scores)
+        mask.view(-1)[scores.flatten().topk(k, sorted=False).indices] = 1.0
+        return mask
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
+        return grad, None
+
+
+def init_scores(weight: Tensor) -> nn.Parameter:
+    scores = torch.empty_like(weight)
+    nn.init.kaiming_uniform_(scores, a=math.sqrt(5))
+    return nn.Parameter(scores)
+
+
+class MaskedLayer(PerTask):
+    """A fixed conv or linear layer whose weight is multiplied by the active task's supermask."""
+
+    def __init__(self, layer: nn.Conv2d | nn.Linear, density: float):
+        super().__init__()
+        self.layer = freeze(layer)
+        self.density = density
+
+    def add(self, task_id: int) -> nn.Module:
+        holder = nn.Module()
+        holder.scores = init_scores(self.layer.weight)
+        self.tasks[str(task_id)] = holder
+        return holder
+
+    def mask(self, task_id: int) -> Tensor:
+        return TopK.apply(self.tasks[str(task_id)].scores.abs(), self.density)
+
+    def forward(self, x: Tensor) -> Tensor:
+        w = self.layer.weight * self.mask(self.active)
+        if isinstance(self.layer, nn.Linear):
+            return F.linear(x, w, self.layer.bias)
+        c = self.layer
+        return F.conv2d(x, w, c.bias, c.stride, c.padding, c.dilation, c.groups)
+
+
+class NonAffineTaskBN(TaskBatchNorm):
+    """Per-task BatchNorm without affine parameters (running statistics per task)."""
+
+    def add(self, task_id: int) -> nn.Module:
+        src = self.source
+        bn = type(src)(src.num_features, eps=src.eps, momentum=src.momentum, affine=False).to(src.running_mean.device)
+        self.tasks[str(task_id)] = bn
+        return bn
+
+
+def signed_constant_(weight: Tensor) -> None:
+    """Every weight +/- gain / sqrt(fan_in), random sign (SupSup's 'signed constant' init)."""
+    fan_in = nn.init._calculate_correct_fan(weight, "fan_in")
+    std = nn.init.calculate_gain("relu") / math.sqrt(fan_in)
+    with torch.no_grad():
+        weight.copy_(torch.sign(torch.randn_like(weight)) * std)
+
+
+class SupSup(Method):
+    """Fixed random network, one learnt binary supermask per task and layer."""
+
+    name = "supsup"
+    Config = SupSupConfig
+    pretrained_default = False
+
+    def __init__(self, backbone, config: SupSupConfig, stream: StreamInfo):
+        super().__init__(backbone, config, stream)
+        if config.init == "signed-constant":
+            for m in backbone.modules():
+                if isinstance(m, (nn.Conv2d, nn.Linear)):
+                    signed_constant_(m.weight)
+                    if m.bias is not None:
+                        nn.init.zeros_(m.bias)
+        freeze(backbone)
+        self.backbone_param_count = sum(p.numel() for p in backbone.parameters())
+        self.masked = replace_modules(backbone, lambda m: isinstance(m, nn.Conv2d),
+                                      lambda m: MaskedLayer(m, config.density))
+        self.bns = replace_modules(backbone, lambda m: isinstance(m, nn.modules.batchnorm._BatchNorm), NonAffineTaskBN)
+        out = nn.Linear(backbone.out_dim, max(stream.num_classes), bias=False)
+        signed_constant_(out.weight)
+        self.output = MaskedLayer(out, config.density)
+        self.masked.append(self.output)
+
+    def set_task(self, task_id: int | None) -> None:
+        for s in (*self.masked, *self.bns):
+            s.active = task_id
+
+    def add_task(self, task_id: int, num_classes: int) -> None:
+        self.task_classes.append(num_classes)
+        for s in (*self.masked, *self.bns):
+            s.add(task_id)
+
+    def task_parameters(self, task_id: int) -> list[nn.Parameter]:
+        return [s.tasks[str(task_id)].scores for s in self.masked]
+
+    def begin_task(self, task_id: int, task: Task) -> None:
+        device = next(self.backbone.parameters()).device
+        self.add_task(task_id, task.num_classes)
+        self.to(device)
+        for t in range(task_id):
+            for p in self.task_parameters(t):
+                p.requires_grad_(False)
+        self.optimizer = self.make_optimizer(self.task_parameters(task_id))
+
+    def end_task(self, task_id: int, task: Task) -> None:
+        for p in self.task_parameters(task_id):
+            p.requires_grad_(False)
+            p.grad = None
+        super().end_task(task_id, task)
+
+    def forward(self, x: Tensor, task_id: int) -> Tensor:
+        self.set_task(task_id)
+        return self.output(self.backbone(x))[:, : self.task_classes[task_id]]
+
+    def restore(self, state: dict[str, Any]) -> None:
+        super().restore(state)
+        for t in range(len(self.task_classes)):
+            for p in self.task_parameters(t):
+                p.requires_grad_(False)
+
+    def mask_bits(self) -> int:
+        return sum(s.layer.weight.numel() for s in self.masked)
+
+    def cost(self) -> Cost:
+        n = len(self.task_classes)
+        stats = sum(b.numel() for s in self.bns for name, b in s.tasks[str(0)].named_buffers()
+                    if name in ("running_mean", "running_var")) if n else 0
+        return Cost(
+            backbone_params=self.backbone_param_count + self.output.layer.weight.numel(),
+            task_params=[math.ceil(self.mask_bits() / 32)] * n,
+            trainable_params=self.mask_bits() if n else 0,
+            extra_bytes=4 * stats * n,
+        )

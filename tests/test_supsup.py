@@ -1,0 +1,69 @@
+import copy
+
+import torch
+
+import cl_lab
+from cl_lab.methods import StreamInfo, get_method
+from cl_lab.models import build_backbone
+from cl_lab.train.runner import seed_everything
+
+
+def _make(mini, **cfg):
+    seed_everything(0)
+    cls = get_method("supsup")
+    return cls(build_backbone("resnet8"), cls.Config(**cfg),
+               StreamInfo(tuple(t.num_classes for t in mini), tuple(t.name for t in mini)))
+
+
+def _train(m, task, t, steps=3):
+    m.begin_task(t, task)
+    m.train()
+    x, y = task.train.float_images(), task.train.labels()
+    for s in range(steps):
+        m.observe(x[s * 16:(s + 1) * 16], y[s * 16:(s + 1) * 16], t)
+    m.end_task(t, task)
+
+
+def test_masks_have_exactly_the_requested_density(mini):
+    m = _make(mini, density=0.3)
+    _train(m, mini[0], 0)
+    for layer in m.masked:
+        mask = layer.mask(0)
+        assert set(mask.unique().tolist()) <= {0.0, 1.0}
+        assert int(mask.sum()) == round(0.3 * mask.numel())
+
+
+def test_fixed_weights_never_change_and_old_logits_are_bit_identical(mini):
+    m = _make(mini)
+    fixed = {k: v.clone() for k, v in m.state_dict().items() if ".layer." in k}
+    assert fixed and all(len(v.abs().unique()) == 1 for k, v in fixed.items() if k.endswith("weight"))
+    _train(m, mini[0], 0)
+    m.eval()
+    x0 = mini[0].test.float_images()
+    first = m.predict(x0, 0).clone()
+    _train(m, mini[1], 1)
+    _train(m, mini[2], 2)
+    m.eval()
+    assert torch.equal(m.predict(x0, 0), first)
+    assert all(torch.equal(fixed[k], v) for k, v in m.state_dict().items() if k in fixed)
+    assert not torch.equal(m.masked[0].mask(0), m.masked[0].mask(1))
+
+
+def test_state_round_trip(mini):
+    a = _make(mini)
+    _train(a, mini[0], 0)
+    b = _make(mini)
+    b.restore(copy.deepcopy(a.checkpoint_state()))
+    a.eval()
+    b.eval()
+    x = mini[0].test.float_images()
+    assert torch.equal(a.predict(x, 0), b.predict(x, 0))
+
+
+def test_runner_zero_forgetting_and_mask_cost_in_bits(tmp_path):
+    r = cl_lab.run("supsup", "synth-mini", out=str(tmp_path), epochs=1, progress=False)
+    assert r.config["pretrained"] is None
+    assert r.summary()["forgetting"] == 0.0
+    convs = sum(m.weight.numel() for m in build_backbone("resnet8").modules() if isinstance(m, torch.nn.Conv2d))
+    bits = convs + 64 * 4  # every conv weight plus the fixed 64 x 4 output layer (widest task: 4 classes)
+    assert r.costs.task_params.tolist() == [-(-bits // 32)] * 3
