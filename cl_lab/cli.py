@@ -168,12 +168,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     from .config import ConfigError
     from .models.weights import WeightsError
-    from .train.runner import RunDirError
+    from .train.runner import RunDirError, TrainingDiverged
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, RunDirError, WeightsError, ValueError, TypeError, FileNotFoundError) as e:
+    except (ConfigError, RunDirError, WeightsError, TrainingDiverged, ValueError, TypeError, FileNotFoundError) as e:
         print(f"cl-lab: error: {e}", file=sys.stderr)
         return 2
 

@@ -195,3 +195,10 @@ def test_cli_run_and_error_exit(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "cl_lab", "run", "--method", "sgd", "sgd-ll", "--stream", "synth-mini",
                           "--out", str(tmp_path / "x"), "--set", "head=both"], env=env, capture_output=True, text=True)
     assert bad.returncode == 2 and "head" in bad.stderr and not (tmp_path / "x").exists()
+
+
+def test_divergence_is_reported_not_silently_recorded(tmp_path):
+    from cl_lab.train.runner import TrainingDiverged
+
+    with pytest.raises(TrainingDiverged, match="sgd diverged on task 1 .*Lower the learning rate"):
+        cl_lab.run("sgd", "synth-mini", out=str(tmp_path), epochs=1, lr=1e30, progress=False, pretrained=None)

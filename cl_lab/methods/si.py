@@ -16,7 +16,7 @@ against the gradient, and omega is then negative for that step, as in the paper.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +29,8 @@ from .base import Cost, Method, OptimConfig
 
 @dataclass
 class SIConfig(OptimConfig):
+    lr: float = param(1e-3, "learning rate (the paper: Adam 1e-3)", gt=0)
+    optimizer: Literal["sgd", "adam"] = param("adam", "optimiser (the paper: Adam)")
     c: float = param(0.1, "strength c of the surrogate loss", ge=0)
     xi: float = param(1e-3, "damping xi in Omega = omega / (Delta^2 + xi)", gt=0)
 

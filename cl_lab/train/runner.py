@@ -29,6 +29,10 @@ from ..models.weights import load_weights, shipped_checkpoints
 CHECKPOINT_FORMAT = 1
 
 
+class TrainingDiverged(FloatingPointError):
+    """The training loss became NaN or infinite."""
+
+
 class RunDirError(RuntimeError):
     """The run directory cannot be used (different config, unwritable, corrupt checkpoint)."""
 
@@ -227,6 +231,12 @@ def train_task(method: Method, task: Task, task_id: int, cfg: RunConfig, device:
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp):
                 total += method.observe(x_all[idx], y_all[idx], task_id)
             next(it, None)
+        if not np.isfinite(total):
+            raise TrainingDiverged(
+                f"{method.name} diverged on task {task_id + 1} ({task.name}), epoch {epoch + 1}: the loss is {total}. "
+                "Lower the learning rate or the regularisation strength; the run directory keeps every task "
+                "completed so far, and rerunning with other values needs another run_name"
+            )
         losses.append(total / max(1, len(starts)))
         method.end_epoch(task_id, epoch, cfg.epochs)
     if hasattr(bar, "close"):
