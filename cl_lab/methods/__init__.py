@@ -16,6 +16,7 @@ _REGISTRY: dict[str, str] = {
     "lwf": "cl_lab.methods.lwf:LwF",
     "er": "cl_lab.methods.er:ER",
     "derpp": "cl_lab.methods.derpp:DERPP",
+    "psp": "cl_lab.methods.psp:PSP",
     "supsup": "cl_lab.methods.supsup:SupSup",
     "clr": "cl_lab.methods.clr:CLR",
     "rescl": "cl_lab.methods.rescl:ResCL",

@@ -1,0 +1,147 @@
+"""PSP: superposition of many models into one (Cheung et al., NeurIPS 2019), task id given.
+
+One shared, trainable weight set. Each task k has a fixed random context c_k per layer,
+and the layer computes ``W (c_k * x)``: the input is multiplied element-wise by the
+context before the weights act, so every task sees its own "rotated" view of one set of
+weights and the task models are stored in superposition. For a conv layer the context
+has one entry per element of the receptive field the kernel reads (in_channels x kh x
+kw), which is the same as multiplying each input patch before the dot product, i.e.
+``conv(x; W * c_k)``.
+
+Contexts: ``"binary"`` (+/-1, the default), ``"rotation"`` (a random orthogonal matrix
+acting on the layer's flattened input dimension, for linear and 1x1 convs; other convs
+fall back to binary), or ``"complex"`` (unit-modulus complex numbers; the real part of
+the complex product is used, as in the paper's real-valued networks). Contexts are
+regenerated from ``(context_seed, task, layer)``, so contexts cost no storage. The paper's
+networks have no BatchNorm; in ours each task keeps its own BN (affine parameters and
+running statistics, counted as that task's parameters together with its head), since
+statistics pooled over differently-contexted tasks would undo the superposition.
+Training starts from random initialisation, as in the paper (a context applied to
+pretrained weights scrambles them). Because the weights are shared and keep training,
+old tasks drift; the drift is smaller than plain fine-tuning's because the contexts
+decorrelate the tasks' gradients.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..config import param
+from ._adapters import TaskBatchNorm, replace_modules
+from .base import Method, OptimConfig, StreamInfo
+
+
+@dataclass
+class PSPConfig(OptimConfig):
+    context: Literal["binary", "rotation", "complex"] = param("binary", "kind of task context")
+    context_seed: int = param(0, "seed the contexts are regenerated from", ge=0)
+
+
+def make_context(kind: str, shape: tuple[int, ...], seed: int, task: int, layer: int) -> Tensor:
+    """A fixed context for (task, layer); same arguments, same tensor."""
+    g = torch.Generator().manual_seed(zlib.crc32(f"{seed}/{task}/{layer}".encode()))
+    if kind == "complex":
+        return torch.cos(2 * torch.pi * torch.rand(shape, generator=g))
+    if kind == "rotation" and len(shape) == 2:
+        q, r = torch.linalg.qr(torch.randn(shape[1], shape[1], generator=g))
+        return q * torch.sign(torch.diagonal(r))
+    return torch.randint(0, 2, shape, generator=g).float() * 2 - 1
+
+
+class ContextLayer(nn.Module):
+    """A shared conv or linear layer applied to the input multiplied by the active task's context."""
+
+    def __init__(self, layer: nn.Conv2d | nn.Linear, kind: str, seed: int, index: int):
+        super().__init__()
+        self.layer = layer
+        self.kind = kind if not (kind == "rotation" and isinstance(layer, nn.Conv2d) and layer.kernel_size != (1, 1)) \
+            else "binary"
+        self.seed, self.index = seed, index
+        self.active = 0
+        self._cache: dict[int, Tensor] = {}
+
+    def context(self, task: int) -> Tensor:
+        if task not in self._cache:
+            w = self.layer.weight
+            shape = (w.shape[0], w.shape[1]) if self.kind == "rotation" else (1, *w.shape[1:])
+            self._cache[task] = make_context(self.kind, shape, self.seed, task, self.index).to(w.device)
+        return self._cache[task]
+
+    def effective_weight(self, task: int) -> Tensor:
+        w, c = self.layer.weight, self.context(task)
+        if self.kind == "rotation":
+            flat = w.reshape(w.shape[0], -1) @ c
+            return flat.reshape(w.shape)
+        return w * c
+
+    def forward(self, x: Tensor) -> Tensor:
+        w = self.effective_weight(self.active)
+        if isinstance(self.layer, nn.Linear):
+            return F.linear(x, w, self.layer.bias)
+        c = self.layer
+        return F.conv2d(x, w, c.bias, c.stride, c.padding, c.dilation, c.groups)
+
+
+class PSP(Method):
+    """Shared weights, per-task fixed contexts on every conv, one head per task."""
+
+    name = "psp"
+    Config = PSPConfig
+    pretrained_default = False
+
+    def __init__(self, backbone, config: PSPConfig, stream: StreamInfo):
+        super().__init__(backbone, config, stream)
+        self.context_layers: list[ContextLayer] = []
+        for parent in list(backbone.modules()):
+            for name, child in list(parent.named_children()):
+                if isinstance(child, nn.Conv2d):
+                    layer = ContextLayer(child, config.context, config.context_seed, len(self.context_layers))
+                    setattr(parent, name, layer)
+                    self.context_layers.append(layer)
+        self.bns = replace_modules(backbone, lambda m: isinstance(m, nn.modules.batchnorm._BatchNorm), TaskBatchNorm)
+
+    def add_task(self, task_id: int, num_classes: int) -> None:
+        super().add_task(task_id, num_classes)
+        for bn in self.bns:
+            bn.add(task_id)
+
+    def task_parameters(self, task_id: int) -> list[nn.Parameter]:
+        return [p for bn in self.bns for p in bn.task_module(task_id).parameters()]
+
+    def begin_task(self, task_id, task) -> None:
+        super().begin_task(task_id, task)
+        for t in range(task_id):
+            for p in [*self.task_parameters(t), *self.heads.heads[str(t)].parameters()]:
+                p.requires_grad_(False)
+        self.optimizer = self.make_optimizer(self.trainable_parameters())
+
+    def restore(self, state) -> None:
+        super().restore(state)
+        for t in range(len(self.task_classes)):
+            for p in [*self.task_parameters(t), *self.heads.heads[str(t)].parameters()]:
+                p.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> PSP:
+        super().train(mode)
+        for bn in getattr(self, "bns", []):
+            bn.source.eval()
+        return self
+
+    def head_params(self, task_id: int) -> int:
+        return super().head_params(task_id) + sum(p.numel() for p in self.task_parameters(task_id))
+
+    def forward(self, x: Tensor, task_id: int) -> Tensor:
+        for layer in (*self.context_layers, *self.bns):
+            layer.active = task_id
+        return self.heads(self.backbone(x), task_id)
+
+    def _apply(self, fn, recurse: bool = True):
+        for layer in getattr(self, "context_layers", []):
+            layer._cache.clear()
+        return super()._apply(fn, recurse)
