@@ -79,7 +79,7 @@ def test_online_ewc_decay_follows_recurrence():
 
 
 def test_si_importance_is_summed_g_delta_on_two_steps():
-    m = _tiny("si", lr=0.1, momentum=0.0, c=0.1, xi=0.01)
+    m = _tiny("si", optimizer="sgd", lr=0.1, momentum=0.0, c=0.1, xi=0.01)
     x = torch.rand(6, 3, 2, 2)
     y = torch.tensor([0, 1, 2, 0, 1, 2])
     m.begin_task(0, _T(x, y, 3))

@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .base import Cost, Method
+
 
 def reservoir_slots(seen: int, batch: int, size: int) -> list[tuple[int, int]]:
     """For a batch arriving after ``seen`` examples: (index in batch, buffer slot) pairs to write."""
@@ -89,3 +91,20 @@ def per_task_loss(method, x: Tensor, task: Tensor, fn) -> Tensor:
         mask = task == t
         total = total + fn(method.heads(feats[mask], t), mask) * mask.sum()
     return total / len(x)
+
+
+class ReplayMethod(Method):
+    """A method with a ``self.buffer``: its bytes count in the cost, its contents in the checkpoint."""
+
+    buffer: ReservoirBuffer
+
+    def cost(self) -> Cost:
+        c = super().cost()
+        c.extra_bytes = self.buffer.nbytes()
+        return c
+
+    def get_extra_state(self) -> Any:
+        return self.buffer.state()
+
+    def set_extra_state(self, state: Any) -> None:
+        self.buffer.load(state)

@@ -144,6 +144,36 @@ class Method(nn.Module):
         self.load_state_dict(state["module"], strict=True)
 
 
+class IsolatedMethod(Method):
+    """Base of parameter-isolation methods: task t trains ``task_parameters(t)`` (plus any shared
+    trainable weights), and those are frozen for good once the task ends."""
+
+    def task_parameters(self, task_id: int) -> list[nn.Parameter]:
+        raise NotImplementedError
+
+    def freeze_task(self, task_id: int) -> None:
+        for p in self.task_parameters(task_id):
+            p.requires_grad_(False)
+            p.grad = None
+
+    def begin_task(self, task_id: int, task: Task) -> None:
+        device = next(self.backbone.parameters()).device
+        self.add_task(task_id, task.num_classes)
+        self.to(device)
+        for t in range(task_id):
+            self.freeze_task(t)
+        self.optimizer = self.make_optimizer(self.trainable_parameters())
+
+    def end_task(self, task_id: int, task: Task) -> None:
+        self.freeze_task(task_id)
+        super().end_task(task_id, task)
+
+    def restore(self, state: dict[str, Any]) -> None:
+        super().restore(state)
+        for t in range(len(self.task_classes)):
+            self.freeze_task(t)
+
+
 def freeze(module: nn.Module) -> nn.Module:
     for p in module.parameters():
         p.requires_grad_(False)

@@ -37,7 +37,7 @@ from ..data.task import Task
 from ..models.backbones import Backbone, count_params
 from ..models.weights import load_weights
 from ._adapters import PerTask, TaskBatchNorm, dirac_depthwise, replace_modules
-from .base import Cost, Method, OptimConfig, StreamInfo, freeze
+from .base import Cost, IsolatedMethod, OptimConfig, StreamInfo, freeze
 
 BACKBONE_INITS = ("runner", "shipped", "random", "first-task")
 
@@ -80,7 +80,7 @@ class CLRConv(PerTask):
         return self.tasks[str(self.active)](y)
 
 
-class CLR(Method):
+class CLR(IsolatedMethod):
     """Frozen backbone + per-task channel-wise reprogramming, BN and head."""
 
     name = "clr"
@@ -104,7 +104,6 @@ class CLR(Method):
         if not self.clr_layers:
             raise ConfigError(f"clr: the backbone {backbone.arch!r} has no Conv2d layer to reprogram")
         self.register_buffer("first_task_trained", torch.tensor(False))
-        self._epoch_lr = config.lr
 
     @property
     def switches(self) -> list[PerTask]:
@@ -136,15 +135,8 @@ class CLR(Method):
     def begin_task(self, task_id: int, task: Task) -> None:
         if self.cfg.backbone_init == "first-task" and not bool(self.first_task_trained):
             self._train_backbone_on(task)
-        device = next(self.backbone.parameters()).device
-        self.add_task(task_id, task.num_classes)
-        self.to(device)
-        for t in range(task_id):
-            for p in self.task_parameters(t):
-                p.requires_grad_(False)
+        super().begin_task(task_id, task)
         self.set_task(task_id)
-        self.optimizer = self.make_optimizer(self.task_parameters(task_id))
-        self._epoch_lr = self.cfg.lr
 
     def penalty(self) -> Tensor | float:
         if self.cfg.l2 == 0:
@@ -157,24 +149,9 @@ class CLR(Method):
         for g in self.optimizer.param_groups:
             g["lr"] = lr
 
-    def end_task(self, task_id: int, task: Task) -> None:
-        for p in self.task_parameters(task_id):
-            p.requires_grad_(False)
-            p.grad = None
-        super().end_task(task_id, task)
-
     def forward(self, x: Tensor, task_id: int) -> Tensor:
         self.set_task(task_id)
         return self.heads(self.backbone(x), task_id)
-
-    def trainable_parameters(self) -> list[nn.Parameter]:
-        return [p for p in self.parameters() if p.requires_grad]
-
-    def restore(self, state: dict[str, Any]) -> None:
-        super().restore(state)
-        for t in range(len(self.task_classes)):
-            for p in self.task_parameters(t):
-                p.requires_grad_(False)
 
     def _train_backbone_on(self, task: Task) -> None:
         """backbone_init='first-task': train the whole backbone on task 1, then freeze it again."""

@@ -12,14 +12,13 @@ task's head. Defaults are the authors' Seq-CIFAR-10 settings for a 200-example b
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch.nn.functional as F
 from torch import Tensor
 
 from ..config import param
-from ._buffer import ReservoirBuffer, per_task_loss
-from .base import Cost, Method, OptimConfig
+from ._buffer import ReplayMethod, ReservoirBuffer, per_task_loss
+from .base import OptimConfig
 
 
 @dataclass
@@ -32,7 +31,7 @@ class DERPPConfig(OptimConfig):
     beta: float = param(0.5, "weight of the buffer cross-entropy term", ge=0)
 
 
-class DERPP(Method):
+class DERPP(ReplayMethod):
     """Shared backbone, a head per task, logit replay plus label replay."""
 
     name = "derpp"
@@ -59,14 +58,3 @@ class DERPP(Method):
         self.optimizer.step()
         self.buffer.add(x, y, task_id, logits.detach())
         return float(loss.detach())
-
-    def cost(self) -> Cost:
-        c = super().cost()
-        c.extra_bytes = self.buffer.nbytes()
-        return c
-
-    def get_extra_state(self) -> Any:
-        return self.buffer.state()
-
-    def set_extra_state(self, state: Any) -> None:
-        self.buffer.load(state)

@@ -9,15 +9,14 @@ of both batches. The buffer's bytes count in the cost record.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from ..config import param
-from ._buffer import ReservoirBuffer, per_task_loss
-from .base import Cost, Method, OptimConfig
+from ._buffer import ReplayMethod, ReservoirBuffer, per_task_loss
+from .base import OptimConfig
 
 
 @dataclass
@@ -26,7 +25,7 @@ class ERConfig(OptimConfig):
     replay_batch_size: int = param(32, "replayed examples per step", ge=1)
 
 
-class ER(Method):
+class ER(ReplayMethod):
     """Shared backbone, a head per task, cross-entropy on current + replayed examples."""
 
     name = "er"
@@ -51,14 +50,3 @@ class ER(Method):
         self.optimizer.step()
         self.buffer.add(x[:n_cur], y, task_id)
         return float(loss.detach())
-
-    def cost(self) -> Cost:
-        c = super().cost()
-        c.extra_bytes = self.buffer.nbytes()
-        return c
-
-    def get_extra_state(self) -> Any:
-        return self.buffer.state()
-
-    def set_extra_state(self, state: Any) -> None:
-        self.buffer.load(state)

@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 from ..config import param
 from ._adapters import TaskBatchNorm, replace_modules
-from .base import Method, OptimConfig, StreamInfo
+from .base import IsolatedMethod, OptimConfig, StreamInfo, freeze
 
 
 @dataclass
@@ -88,7 +88,7 @@ class ContextLayer(nn.Module):
         return F.conv2d(x, w, c.bias, c.stride, c.padding, c.dilation, c.groups)
 
 
-class PSP(Method):
+class PSP(IsolatedMethod):
     """Shared weights, per-task fixed contexts on every conv, one head per task."""
 
     name = "psp"
@@ -105,6 +105,8 @@ class PSP(Method):
                     setattr(parent, name, layer)
                     self.context_layers.append(layer)
         self.bns = replace_modules(backbone, lambda m: isinstance(m, nn.modules.batchnorm._BatchNorm), TaskBatchNorm)
+        for bn in self.bns:
+            freeze(bn.source)
 
     def add_task(self, task_id: int, num_classes: int) -> None:
         super().add_task(task_id, num_classes)
@@ -112,20 +114,8 @@ class PSP(Method):
             bn.add(task_id)
 
     def task_parameters(self, task_id: int) -> list[nn.Parameter]:
-        return [p for bn in self.bns for p in bn.task_module(task_id).parameters()]
-
-    def begin_task(self, task_id, task) -> None:
-        super().begin_task(task_id, task)
-        for t in range(task_id):
-            for p in [*self.task_parameters(t), *self.heads.heads[str(t)].parameters()]:
-                p.requires_grad_(False)
-        self.optimizer = self.make_optimizer(self.trainable_parameters())
-
-    def restore(self, state) -> None:
-        super().restore(state)
-        for t in range(len(self.task_classes)):
-            for p in [*self.task_parameters(t), *self.heads.heads[str(t)].parameters()]:
-                p.requires_grad_(False)
+        bn = [p for layer in self.bns for p in layer.task_module(task_id).parameters()]
+        return bn + list(self.heads.heads[str(task_id)].parameters())
 
     def train(self, mode: bool = True) -> PSP:
         super().train(mode)
@@ -134,7 +124,7 @@ class PSP(Method):
         return self
 
     def head_params(self, task_id: int) -> int:
-        return super().head_params(task_id) + sum(p.numel() for p in self.task_parameters(task_id))
+        return sum(p.numel() for p in self.task_parameters(task_id))
 
     def forward(self, x: Tensor, task_id: int) -> Tensor:
         for layer in (*self.context_layers, *self.bns):

@@ -19,16 +19,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config import param
-from ..data.task import Task
 from ._adapters import PerTask, TaskBatchNorm, replace_modules
-from .base import Cost, Method, OptimConfig, StreamInfo, freeze
+from .base import Cost, IsolatedMethod, OptimConfig, StreamInfo, freeze
 
 
 @dataclass
@@ -102,7 +101,7 @@ def signed_constant_(weight: Tensor) -> None:
         weight.copy_(torch.sign(torch.randn_like(weight)) * std)
 
 
-class SupSup(Method):
+class SupSup(IsolatedMethod):
     """Fixed random network, one learnt binary supermask per task and layer."""
 
     name = "supsup"
@@ -139,30 +138,9 @@ class SupSup(Method):
     def task_parameters(self, task_id: int) -> list[nn.Parameter]:
         return [s.tasks[str(task_id)].scores for s in self.masked]
 
-    def begin_task(self, task_id: int, task: Task) -> None:
-        device = next(self.backbone.parameters()).device
-        self.add_task(task_id, task.num_classes)
-        self.to(device)
-        for t in range(task_id):
-            for p in self.task_parameters(t):
-                p.requires_grad_(False)
-        self.optimizer = self.make_optimizer(self.task_parameters(task_id))
-
-    def end_task(self, task_id: int, task: Task) -> None:
-        for p in self.task_parameters(task_id):
-            p.requires_grad_(False)
-            p.grad = None
-        super().end_task(task_id, task)
-
     def forward(self, x: Tensor, task_id: int) -> Tensor:
         self.set_task(task_id)
         return self.output(self.backbone(x))[:, : self.task_classes[task_id]]
-
-    def restore(self, state: dict[str, Any]) -> None:
-        super().restore(state)
-        for t in range(len(self.task_classes)):
-            for p in self.task_parameters(t):
-                p.requires_grad_(False)
 
     def mask_bits(self) -> int:
         return sum(s.layer.weight.numel() for s in self.masked)
