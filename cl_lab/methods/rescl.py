@@ -20,10 +20,13 @@ For each new task t (t >= 1), with the current network as the frozen source:
    conv bias when there is no BN). The folded network has the original architecture
    (BN folded into conv biases) and becomes the source for the next task.
 
-BatchNorm: every BN is used with its running statistics (eval mode) whenever it sits in a
-combined unit, so each unit is affine and folding is exact. Task 0 trains normally (BN in
-train mode) and is then BN-folded, so later combination phases are BN-free; targets are
-fine-tuned BN-free from the folded source.
+BatchNorm: each branch keeps its own BN. Task 0 trains normally and is then BN-folded, so
+every later source is BN-free. The target copy gets a fresh BN after each conv, calibrated
+on a batch of task data to start as the identity (gamma = std, beta = mean of the conv's
+output), and is fine-tuned with batch statistics (fine-tuning BN-free networks trained
+poorly here: 29% vs 45% target accuracy after 2 epochs on synth-10's textures). In the
+combination phase every BN uses its running statistics (eval mode; affine parameters
+still train), so each unit is affine and folding is exact.
 
 Defaults and why: T = 2 (as LwF); both distillation weights 1 (the paper weighs source
 and target equally); lambda = 0.01 (a weak decay, so the default keeps both tasks;
@@ -59,6 +62,32 @@ class ResCLConfig(OptimConfig):
     finetune_lr: float = param(0.01, "SGD learning rate of the fine-tuning phase", gt=0)
 
 
+class ConvBN(nn.Module):
+    """A conv followed by its own BatchNorm: the target branch's unit (ResCL: each branch has its BN).
+
+    ``calibrate(x)`` sets the BN so that, on that batch, the unit returns the conv's output
+    unchanged (gamma = batch std, beta = batch mean, running statistics likewise): the
+    target then starts fine-tuning from the source's function and scale.
+    """
+
+    def __init__(self, conv: nn.Conv2d):
+        super().__init__()
+        self.conv = conv
+        self.bn = nn.BatchNorm2d(conv.out_channels).to(conv.weight.device)
+        self.calibrating = False
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.conv(x)
+        if self.calibrating:
+            with torch.no_grad():
+                mean, var = y.mean((0, 2, 3)), y.var((0, 2, 3), unbiased=False)
+                self.bn.running_mean.copy_(mean)
+                self.bn.running_var.copy_(var)
+                self.bn.weight.copy_((var + self.bn.eps).sqrt())
+                self.bn.bias.copy_(mean)
+        return self.bn(y)
+
+
 def unit_affine(unit: nn.Module) -> tuple[Tensor | None, Tensor, Tensor]:
     """(W, scale, shift) with unit(x) = scale * (W x) + shift per channel (W None for a BN-only unit)."""
     conv = bn = None
@@ -66,6 +95,8 @@ def unit_affine(unit: nn.Module) -> tuple[Tensor | None, Tensor, Tensor]:
         conv = unit
     elif isinstance(unit, nn.modules.batchnorm._BatchNorm):
         bn = unit
+    elif isinstance(unit, ConvBN):
+        conv, bn = unit.conv, unit.bn
     elif isinstance(unit, nn.Sequential) and len(unit) == 2:
         conv, bn = unit[0], unit[1]
     else:
@@ -90,6 +121,8 @@ def fold_unit(units: list[tuple[nn.Module, Tensor]]) -> nn.Module:
     conv = template if isinstance(template, nn.Conv2d) else None
     if isinstance(template, nn.Sequential):
         conv = template[0]
+    elif isinstance(template, ConvBN):
+        conv = template.conv
     weight, bias = None, None
     for unit, coef in units:
         w, scale, shift = unit_affine(unit)
@@ -141,21 +174,32 @@ class Combined(nn.Module):
 
 
 def find_units(root: nn.Module) -> list[tuple[nn.Module, str, str | None]]:
-    """(parent, conv name, following BN name or None) for every Conv2d, and (parent, bn, None) for lone BNs."""
-    found = []
-    for parent in root.modules():
+    """(parent, unit name, name of the BN that follows a bare conv or None), in forward-definition order.
+
+    Units are convs (with the BN right after them), ConvBN and Combined modules, and BNs
+    that follow no conv; the search does not descend into a unit.
+    """
+    found: list[tuple[nn.Module, str, str | None]] = []
+
+    def visit(parent: nn.Module) -> None:
         children = list(parent.named_children())
-        paired = set()
+        paired: set[str] = set()
         for i, (name, m) in enumerate(children):
-            if isinstance(m, (nn.Conv2d, Combined)):
-                nxt = children[i + 1] if i + 1 < len(children) else None
-                bn = nxt[0] if nxt is not None and isinstance(nxt[1], nn.modules.batchnorm._BatchNorm) else None
-                if bn is not None:
-                    paired.add(bn)
+            if isinstance(m, (nn.Conv2d, Combined, ConvBN)):
+                bn = None
+                if isinstance(m, nn.Conv2d) and i + 1 < len(children):
+                    nxt_name, nxt = children[i + 1]
+                    if isinstance(nxt, nn.modules.batchnorm._BatchNorm):
+                        bn = nxt_name
+                        paired.add(nxt_name)
                 found.append((parent, name, bn))
-        for name, m in children:
-            if isinstance(m, nn.modules.batchnorm._BatchNorm) and name not in paired:
-                found.append((parent, name, None))
+            elif isinstance(m, nn.modules.batchnorm._BatchNorm):
+                if name not in paired:
+                    found.append((parent, name, None))
+            else:
+                visit(m)
+
+    visit(root)
     return found
 
 
@@ -214,6 +258,7 @@ class ResCL(Method):
         target = copy.deepcopy(self.backbone)
         for p in target.parameters():
             p.requires_grad_(True)
+        self._add_target_bn(target, task)
         self._finetune(target, task_id, task)
         self.target_teacher = freeze(copy.deepcopy(nn.ModuleDict({"backbone": target, "head": self.heads.heads[str(task_id)]})))
         self.target_teacher.eval()
@@ -231,6 +276,25 @@ class ResCL(Method):
         else:
             self.optimizer = torch.optim.SGD([{"params": weights, "weight_decay": c.weight_decay},
                                               {"params": a, "weight_decay": 0.0}], lr=c.lr, momentum=c.momentum)
+
+    def _add_target_bn(self, target: nn.Module, task: Task) -> None:
+        """Give every bare conv of the target copy its own BN, calibrated to start as the identity."""
+        units = []
+        for parent, name, bn in find_units(target.body):
+            m = getattr(parent, name)
+            if isinstance(m, nn.Conv2d) and bn is None:
+                unit = ConvBN(m)
+                setattr(parent, name, unit)
+                units.append(unit)
+        device = next(target.parameters()).device
+        x = task.train.float_images()[:256].to(device)
+        for u in units:
+            u.calibrating = True
+        target.train()
+        with torch.no_grad():
+            target(x)
+        for u in units:
+            u.calibrating = False
 
     def _finetune(self, target: nn.Module, task_id: int, task: Task) -> None:
         head = self.heads.heads[str(task_id)]
