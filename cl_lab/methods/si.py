@@ -11,6 +11,10 @@ and later tasks add the surrogate loss c * sum_i Omega_i (theta_i - theta~_i)^2 
 theta~ the parameters at the end of the previous task (Eq. 4-5 of the paper). With plain
 SGD (no momentum) every omega is lr * g^2 >= 0; with momentum or Adam a step can move
 against the gradient, and omega is then negative for that step, as in the paper.
+
+The paper's c = 0.1 barely moved forgetting on the first five synth-10 tasks (0.51 vs
+SGD's 0.50); c = 1 gave 0.32 with the best average accuracy (0.37 vs 0.32), c = 10 gave
+0.25. The default is 1.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from .base import Cost, Method, OptimConfig
 class SIConfig(OptimConfig):
     lr: float = param(1e-3, "learning rate (the paper: Adam 1e-3)", gt=0)
     optimizer: Literal["sgd", "adam"] = param("adam", "optimiser (the paper: Adam)")
-    c: float = param(0.1, "strength c of the surrogate loss", ge=0)
+    c: float = param(1.0, "strength c of the surrogate loss (paper: 0.1; see the module docstring)", ge=0)
     xi: float = param(1e-3, "damping xi in Omega = omega / (Delta^2 + xi)", gt=0)
 
 
