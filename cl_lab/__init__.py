@@ -14,12 +14,18 @@ def run(method: str = "sgd", stream: Any = "synth-10", **config: Any):
     return _run(method, stream, **config)
 
 
-def __getattr__(name: str):
-    if name in ("Task", "TaskStream", "load_stream"):
-        from . import data
+SUBMODULES = ("data", "models", "methods", "train", "metrics", "results", "viz")
 
-        return getattr(data, name)
-    raise AttributeError(name)
+
+def __getattr__(name: str):
+    """Lazy access: ``cl_lab.results``, ``cl_lab.Task``, ... import on first use."""
+    import importlib
+
+    if name in ("Task", "TaskStream", "load_stream"):
+        return getattr(importlib.import_module(".data", __name__), name)
+    if name in SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'cl_lab' has no attribute {name!r}")
 
 
 __all__ = ["__version__", "run"]

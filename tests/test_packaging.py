@@ -54,3 +54,13 @@ def test_registry_import_is_light():
     code = "import sys, cl_lab.methods; print('cl_lab.methods.sgd' in sys.modules, 'plotly' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_top_level_lazy_submodules():
+    import subprocess
+    import sys
+
+    code = ("import sys, cl_lab; assert 'torch' not in sys.modules; "
+            "print(callable(cl_lab.results.load), cl_lab.Task.__name__, cl_lab.metrics.bwt.__name__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.split() == ["True", "Task", "bwt"]
