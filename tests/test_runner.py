@@ -103,9 +103,11 @@ def test_bring_your_own_data_and_backbone(tmp_path):
         tasks.append(Task.from_tensors(f"mine{k}", x[:40], y[:40], x[40:], y[40:]))
     stream = TaskStream("mine", tasks)
     net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1))
+    given = {k: v.clone() for k, v in net.state_dict().items()}
     for method in ("sgd", "sgd-ll"):
         r = cl_lab.run(method, stream, backbone=net, out=str(tmp_path), epochs=1, progress=False, pretrained=None)
         assert r.R.shape == (2, 2) and not np.isnan(r.R[1]).any()
+    assert all(torch.equal(given[k], v) for k, v in net.state_dict().items())  # the user's module is untouched
 
 
 @pytest.mark.parametrize("kwargs, error, match", [

@@ -297,7 +297,8 @@ def run(method: str = "sgd", stream: str | TaskStream = "synth-10", *, backbone:
 
     device = resolve_device(cfg.device)
     seed_everything(cfg.seed)
-    bb = build_backbone(user_module if user_module is not None else cfg.backbone, ts[0].image_shape)
+    # a user's module is copied, so every run starts from the weights it was given
+    bb = build_backbone(copy.deepcopy(user_module) if user_module is not None else cfg.backbone, ts[0].image_shape)
     pretrained = _resolve_pretrained(cfg, method_cls, bb)
     if pretrained is not None:
         load_weights(bb, pretrained, kind=cfg.weights_kind)
