@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import train_steps
 from torch import nn
 
 from cl_lab.methods import StreamInfo, get_method
@@ -103,7 +104,7 @@ def test_si_importance_is_summed_g_delta_on_two_steps():
 
 def test_lwf_distillation_is_zero_when_model_unchanged(mini):
     m = _tiny_resnet("lwf", mini)
-    _train_task(m, mini, 0, steps=3)
+    train_steps(m, mini[0], 0, steps=3)
     m.begin_task(1, mini[1])
     m.eval()
     x = mini[1].train.float_images()[:16]
@@ -137,10 +138,10 @@ def test_reservoir_gives_every_example_equal_inclusion_probability():
 
 def test_derpp_keeps_insertion_time_logits(mini):
     m = _tiny_resnet("derpp", mini, buffer_size=1000)
-    _train_task(m, mini, 0, steps=2)
+    train_steps(m, mini[0], 0, steps=2)
     stored = m.buffer.logits[:16].clone()
     x_first = m.buffer.x[:16].clone()
-    _train_task(m, mini, 1, steps=4)
+    train_steps(m, mini[1], 1, steps=4)
     assert torch.equal(m.buffer.logits[:16], stored)
     m.eval()
     now = m.predict(x_first, 0)
@@ -160,21 +161,12 @@ def _tiny_resnet(method, stream, **cfg):
     return cls(bb, cls.Config(**cfg), StreamInfo(tuple(t.num_classes for t in stream), tuple(t.name for t in stream)))
 
 
-def _train_task(m, stream, t, steps=3):
-    m.begin_task(t, stream[t])
-    m.train()
-    x, y = stream[t].train.float_images(), stream[t].train.labels()
-    for s in range(steps):
-        m.observe(x[s * 16:(s + 1) * 16], y[s * 16:(s + 1) * 16], t)
-    m.end_task(t, stream[t])
-
-
 @pytest.mark.parametrize("method", SIX)
 def test_state_round_trips_mid_stream_and_training_continues_identically(method, mini):
     kw = {"fisher_samples": 16} if "ewc" in method else {}
     a = _tiny_resnet(method, mini, **kw)
-    _train_task(a, mini, 0)
-    _train_task(a, mini, 1)
+    train_steps(a, mini[0], 0)
+    train_steps(a, mini[1], 1)
     state = copy.deepcopy(a.checkpoint_state())
     b = _tiny_resnet(method, mini, **kw)
     b.restore(state)
@@ -185,9 +177,9 @@ def test_state_round_trips_mid_stream_and_training_continues_identically(method,
         assert torch.equal(a.predict(x, t), b.predict(x, t))
     assert a.cost() == b.cost()
     seed_everything(5)
-    _train_task(a, mini, 2)
+    train_steps(a, mini[2], 2)
     seed_everything(5)
-    _train_task(b, mini, 2)
+    train_steps(b, mini[2], 2)
     a.eval()
     b.eval()
     x = mini[0].test.float_images()

@@ -2,6 +2,7 @@ import copy
 
 import pytest
 import torch
+from helpers import train_steps
 
 import cl_lab
 from cl_lab.config import ConfigError
@@ -15,15 +16,6 @@ def _clr(stream, **cfg):
     load_weights(bb, "shipped")
     info = StreamInfo(tuple(t.num_classes for t in stream), tuple(t.name for t in stream))
     return CLR(bb, CLRConfig(**cfg), info)
-
-
-def _train(m, task, t, steps=6):
-    m.begin_task(t, task)
-    m.train()
-    x, y = task.train.float_images(), task.train.labels()
-    for s in range(steps):
-        m.observe(x[s * 16:(s + 1) * 16], y[s * 16:(s + 1) * 16], t)
-    m.end_task(t, task)
 
 
 def test_identity_init_gives_backbone_features_exactly(mini):
@@ -58,11 +50,11 @@ def test_only_task_parameters_learn_and_backbone_is_bit_identical(mini):
 def test_first_task_logits_bit_identical_after_later_tasks(mini):
     m = _clr(mini)
     x0 = mini[0].test.float_images()
-    _train(m, mini[0], 0)
+    train_steps(m, mini[0], 0, steps=6)
     m.eval()
     first = m.predict(x0, 0).clone()
-    _train(m, mini[1], 1)
-    _train(m, mini[2], 2)
+    train_steps(m, mini[1], 1, steps=6)
+    train_steps(m, mini[2], 2, steps=6)
     m.eval()
     assert torch.equal(m.predict(x0, 0), first)
     assert not torch.equal(m.backbone.body.conv1.tasks["0"].weight, m.backbone.body.conv1.tasks["1"].weight)
@@ -70,8 +62,8 @@ def test_first_task_logits_bit_identical_after_later_tasks(mini):
 
 def test_state_round_trips_through_checkpoint(mini):
     m = _clr(mini)
-    _train(m, mini[0], 0)
-    _train(m, mini[1], 1)
+    train_steps(m, mini[0], 0, steps=6)
+    train_steps(m, mini[1], 1, steps=6)
     state = copy.deepcopy(m.checkpoint_state())
     fresh = _clr(mini)
     fresh.restore(state)

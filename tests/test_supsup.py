@@ -1,6 +1,7 @@
 import copy
 
 import torch
+from helpers import train_steps
 
 import cl_lab
 from cl_lab.methods import StreamInfo, get_method
@@ -15,18 +16,9 @@ def _make(mini, **cfg):
                StreamInfo(tuple(t.num_classes for t in mini), tuple(t.name for t in mini)))
 
 
-def _train(m, task, t, steps=3):
-    m.begin_task(t, task)
-    m.train()
-    x, y = task.train.float_images(), task.train.labels()
-    for s in range(steps):
-        m.observe(x[s * 16:(s + 1) * 16], y[s * 16:(s + 1) * 16], t)
-    m.end_task(t, task)
-
-
 def test_masks_have_exactly_the_requested_density(mini):
     m = _make(mini, density=0.3)
-    _train(m, mini[0], 0)
+    train_steps(m, mini[0], 0, steps=3)
     for layer in m.masked:
         mask = layer.mask(0)
         assert set(mask.unique().tolist()) <= {0.0, 1.0}
@@ -37,12 +29,12 @@ def test_fixed_weights_never_change_and_old_logits_are_bit_identical(mini):
     m = _make(mini)
     fixed = {k: v.clone() for k, v in m.state_dict().items() if ".layer." in k}
     assert fixed and all(len(v.abs().unique()) == 1 for k, v in fixed.items() if k.endswith("weight"))
-    _train(m, mini[0], 0)
+    train_steps(m, mini[0], 0, steps=3)
     m.eval()
     x0 = mini[0].test.float_images()
     first = m.predict(x0, 0).clone()
-    _train(m, mini[1], 1)
-    _train(m, mini[2], 2)
+    train_steps(m, mini[1], 1, steps=3)
+    train_steps(m, mini[2], 2, steps=3)
     m.eval()
     assert torch.equal(m.predict(x0, 0), first)
     assert all(torch.equal(fixed[k], v) for k, v in m.state_dict().items() if k in fixed)
@@ -51,7 +43,7 @@ def test_fixed_weights_never_change_and_old_logits_are_bit_identical(mini):
 
 def test_state_round_trip(mini):
     a = _make(mini)
-    _train(a, mini[0], 0)
+    train_steps(a, mini[0], 0, steps=3)
     b = _make(mini)
     b.restore(copy.deepcopy(a.checkpoint_state()))
     a.eval()

@@ -174,6 +174,27 @@ class IsolatedMethod(Method):
             self.freeze_task(t)
 
 
+def fit_on_task(model: nn.Module, head: nn.Module, task: Task, epochs: int, lr: float,
+                weight_decay: float = 0.0, batch_size: int = 32) -> None:
+    """Plain supervised training of ``head(model(x))`` on a task's training split (SGD, momentum 0.9).
+
+    Used where a method trains a network of its own before its learning rule starts
+    (CLR's first-task backbone, ResCL's fine-tuned target).
+    """
+    params = [*model.parameters(), *head.parameters()]
+    opt = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay)
+    device = next(model.parameters()).device
+    x_all, y_all = task.train.float_images().to(device), task.train.labels().to(device)
+    model.train()
+    for _ in range(epochs):
+        perm = torch.randperm(len(y_all)).to(device)
+        for b in range(0, len(y_all) - 1, batch_size):
+            idx = perm[b: b + batch_size]
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(head(model(x_all[idx])), y_all[idx]).backward()
+            opt.step()
+
+
 def freeze(module: nn.Module) -> nn.Module:
     for p in module.parameters():
         p.requires_grad_(False)

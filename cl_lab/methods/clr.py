@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config import ConfigError, param
@@ -37,7 +36,7 @@ from ..data.task import Task
 from ..models.backbones import Backbone, count_params
 from ..models.weights import load_weights
 from ._adapters import PerTask, TaskBatchNorm, dirac_depthwise, replace_modules
-from .base import Cost, IsolatedMethod, OptimConfig, StreamInfo, freeze
+from .base import Cost, IsolatedMethod, OptimConfig, StreamInfo, fit_on_task, freeze
 
 BACKBONE_INITS = ("runner", "shipped", "random", "first-task")
 
@@ -160,17 +159,7 @@ class CLR(IsolatedMethod):
         for p in self.backbone.parameters():
             p.requires_grad_(True)
         head = nn.Linear(self.backbone.out_dim, task.num_classes).to(device)
-        params = [*self.backbone.parameters(), *head.parameters()]
-        opt = torch.optim.SGD(params, lr=self.cfg.first_task_lr, momentum=0.9)
-        x_all, y_all = task.train.float_images().to(device), task.train.labels().to(device)
-        self.backbone.train()
-        for _ in range(self.cfg.first_task_epochs):
-            perm = torch.randperm(len(y_all)).to(device)
-            for b in range(0, len(y_all) - 1, 32):
-                idx = perm[b: b + 32]
-                opt.zero_grad(set_to_none=True)
-                F.cross_entropy(head(self.backbone(x_all[idx])), y_all[idx]).backward()
-                opt.step()
+        fit_on_task(self.backbone, head, task, self.cfg.first_task_epochs, self.cfg.first_task_lr)
         freeze(self.backbone)
         self.first_task_trained.fill_(True)
 

@@ -24,6 +24,7 @@ decorrelate the tasks' gradients.
 
 from __future__ import annotations
 
+import itertools
 import zlib
 from dataclasses import dataclass
 from typing import Literal
@@ -97,13 +98,10 @@ class PSP(IsolatedMethod):
 
     def __init__(self, backbone, config: PSPConfig, stream: StreamInfo):
         super().__init__(backbone, config, stream)
-        self.context_layers: list[ContextLayer] = []
-        for parent in list(backbone.modules()):
-            for name, child in list(parent.named_children()):
-                if isinstance(child, nn.Conv2d):
-                    layer = ContextLayer(child, config.context, config.context_seed, len(self.context_layers))
-                    setattr(parent, name, layer)
-                    self.context_layers.append(layer)
+        count = itertools.count()
+        self.context_layers: list[ContextLayer] = replace_modules(
+            backbone, lambda m: isinstance(m, nn.Conv2d),
+            lambda conv: ContextLayer(conv, config.context, config.context_seed, next(count)))
         self.bns = replace_modules(backbone, lambda m: isinstance(m, nn.modules.batchnorm._BatchNorm), TaskBatchNorm)
         for bn in self.bns:
             freeze(bn.source)

@@ -46,7 +46,7 @@ from torch import Tensor, nn
 
 from ..config import param
 from ..data.task import Task
-from .base import Cost, Method, OptimConfig, freeze
+from .base import Cost, Method, OptimConfig, fit_on_task, freeze
 from .lwf import distillation
 
 
@@ -259,7 +259,8 @@ class ResCL(Method):
         for p in target.parameters():
             p.requires_grad_(True)
         self._add_target_bn(target, task)
-        self._finetune(target, task_id, task)
+        fit_on_task(target, self.heads.heads[str(task_id)], task, self.cfg.finetune_epochs, self.cfg.finetune_lr,
+                    self.cfg.weight_decay)
         self.target_teacher = freeze(copy.deepcopy(nn.ModuleDict({"backbone": target, "head": self.heads.heads[str(task_id)]})))
         self.target_teacher.eval()
         self.source = source
@@ -295,21 +296,6 @@ class ResCL(Method):
             target(x)
         for u in units:
             u.calibrating = False
-
-    def _finetune(self, target: nn.Module, task_id: int, task: Task) -> None:
-        head = self.heads.heads[str(task_id)]
-        params = [*target.parameters(), *head.parameters()]
-        opt = torch.optim.SGD(params, lr=self.cfg.finetune_lr, momentum=0.9, weight_decay=self.cfg.weight_decay)
-        device = next(target.parameters()).device
-        x_all, y_all = task.train.float_images().to(device), task.train.labels().to(device)
-        target.train()
-        for _ in range(self.cfg.finetune_epochs):
-            perm = torch.randperm(len(y_all)).to(device)
-            for b in range(0, len(y_all) - 1, 32):
-                idx = perm[b: b + 32]
-                opt.zero_grad(set_to_none=True)
-                F.cross_entropy(head(target(x_all[idx])), y_all[idx]).backward()
-                opt.step()
 
     def combination_loss(self, x: Tensor, y: Tensor, task_id: int) -> Tensor:
         c = self.cfg
