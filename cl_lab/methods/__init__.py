@@ -18,6 +18,9 @@ _REGISTRY: dict[str, str] = {
     "derpp": "cl_lab.methods.derpp:DERPP",
     "psp": "cl_lab.methods.psp:PSP",
     "supsup": "cl_lab.methods.supsup:SupSup",
+    "ccll": "cl_lab.methods.ccll:CCLL",
+    "efts": "cl_lab.methods.efts:EFTs",
+    "confit": "cl_lab.methods.confit:Confit",
     "clr": "cl_lab.methods.clr:CLR",
     "rescl": "cl_lab.methods.rescl:ResCL",
 }

@@ -8,10 +8,14 @@ leaves the backbone's own tensors untouched.
 from __future__ import annotations
 
 import copy
-from typing import Callable
+from typing import Any, Callable, ClassVar
 
 import torch
 from torch import Tensor, nn
+
+from ..data.task import Task
+from ..models.backbones import Backbone, count_params
+from .base import Cost, IsolatedMethod, StreamInfo, freeze
 
 
 class PerTask(nn.Module):
@@ -70,3 +74,129 @@ def dirac_depthwise(channels: int, kernel_size: int = 3) -> nn.Conv2d:
         conv.weight.zero_()
         conv.weight[:, 0, kernel_size // 2, kernel_size // 2] = 1.0
     return conv
+
+
+class AdaptedConv(PerTask):
+    """A frozen conv whose output the active task's module transforms: ``tasks[t](conv(x))``."""
+
+    def __init__(self, conv: nn.Conv2d, factory: Callable[[nn.Conv2d], nn.Module]):
+        super().__init__()
+        self.conv = conv
+        self._factory = factory
+
+    def add(self, task_id: int) -> nn.Module:
+        module = self._factory(self.conv).to(self.conv.weight.device)
+        self.tasks[str(task_id)] = module
+        return module
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.conv(x)
+        if self.active is None:
+            return y
+        return self.tasks[str(self.active)](y)
+
+
+class ConvAdapterMethod(IsolatedMethod):
+    """Shared skeleton of the methods that keep a frozen backbone and add per-task modules at its convs.
+
+    Subclasses give ``wrap_conv(conv)`` (a ``PerTask`` switch around one conv). Every task
+    also keeps its own BatchNorm copies (affine parameters and running statistics) and head.
+
+    ``base_task = True`` (CCLL, EFTs): task 0 trains the whole backbone (with its own BN and
+    head, no adapters); the backbone is frozen for good when task 0 ends and later tasks add
+    adapters. ``base_task = False`` (CLR, Confit): the backbone is frozen from the start and
+    every task, the first included, gets adapters.
+    """
+
+    base_task: ClassVar[bool] = False
+
+    def __init__(self, backbone: Backbone, config: Any, stream: StreamInfo):
+        super().__init__(backbone, config, stream)
+        self.backbone_param_count = count_params(backbone)
+        self._base_params = list(backbone.parameters()) if self.base_task else []
+        if not self.base_task:
+            freeze(backbone)
+        self.adapters = replace_modules(backbone, lambda m: isinstance(m, nn.Conv2d) and self.adapts(m), self.wrap_conv)
+        if not self.adapters:
+            raise ValueError(f"{self.name}: the backbone {backbone.arch!r} has no Conv2d layer to adapt")
+        self.bn_layers = replace_modules(backbone, lambda m: isinstance(m, nn.modules.batchnorm._BatchNorm),
+                                         TaskBatchNorm)
+        self.register_buffer("base_trained", torch.tensor(not self.base_task))
+
+    def adapts(self, conv: nn.Conv2d) -> bool:
+        """Which convs get per-task modules (all by default)."""
+        return True
+
+    def wrap_conv(self, conv: nn.Conv2d) -> PerTask:
+        raise NotImplementedError
+
+    @property
+    def switches(self) -> list[PerTask]:
+        return [*self.adapters, *self.bn_layers]
+
+    def uses_base(self, task_id: int | None) -> bool:
+        """True for the task that trains the backbone itself (task 0 of a ``base_task`` method)."""
+        return self.base_task and task_id == 0
+
+    def set_task(self, task_id: int | None) -> None:
+        active = None if self.uses_base(task_id) else task_id
+        for s in self.switches:
+            s.active = active
+
+    def add_task(self, task_id: int, num_classes: int) -> None:
+        super().add_task(task_id, num_classes)
+        if not self.uses_base(task_id):
+            for s in self.switches:
+                s.add(task_id)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if bool(self.base_trained):
+            for bn in self.bn_layers:
+                bn.source.eval()
+        return self
+
+    def task_parameters(self, task_id: int) -> list[nn.Parameter]:
+        head = list(self.heads.heads[str(task_id)].parameters())
+        if self.uses_base(task_id):
+            return self._base_params + head
+        return [p for s in self.switches for p in s.task_module(task_id).parameters()] + head
+
+    def begin_task(self, task_id: int, task: Task) -> None:
+        super().begin_task(task_id, task)
+        self.set_task(task_id)
+
+    def end_task(self, task_id: int, task: Task) -> None:
+        super().end_task(task_id, task)
+        if self.uses_base(task_id):
+            self.base_trained.fill_(True)
+
+    def forward(self, x: Tensor, task_id: int) -> Tensor:
+        self.set_task(task_id)
+        return self.heads(self.backbone(x), task_id)
+
+    def cost_breakdown(self, task_id: int) -> dict[str, int]:
+        """Parameters stored for one task: adapters, BN affine, BN running statistics, head.
+
+        The task that trained the backbone (``base_task``) stores only its head: its
+        convolutions and BN are the shared backbone every later task builds on.
+        """
+        head = self.head_params(task_id)
+        if self.uses_base(task_id):
+            return {"adapter": 0, "bn": 0, "bn_stats": 0, "head": head, "total": head}
+        adapter = sum(p.numel() for s in self.adapters for p in s.task_module(task_id).parameters())
+        bn = sum(p.numel() for s in self.bn_layers for p in s.task_module(task_id).parameters())
+        stats = sum(b.numel() for s in self.bn_layers for n, b in s.task_module(task_id).named_buffers()
+                    if n in ("running_mean", "running_var"))
+        return {"adapter": adapter, "bn": bn, "bn_stats": stats, "head": head, "total": adapter + bn + head}
+
+    def cost(self) -> Cost:
+        rows = [self.cost_breakdown(t) for t in range(len(self.task_classes))]
+        current = len(self.task_classes) - 1
+        trainable = sum(p.numel() for p in self.task_parameters(current)) if rows else 0
+        return Cost(
+            backbone_params=self.backbone_param_count,
+            task_params=[r["total"] for r in rows],
+            trainable_params=trainable,
+            extra_bytes=4 * sum(r["bn_stats"] for r in rows),
+        )

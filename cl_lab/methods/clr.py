@@ -35,7 +35,7 @@ from ..config import ConfigError, param
 from ..data.task import Task
 from ..models.backbones import Backbone, count_params
 from ..models.weights import load_weights
-from ._adapters import PerTask, TaskBatchNorm, dirac_depthwise, replace_modules
+from ._adapters import AdaptedConv, PerTask, TaskBatchNorm, dirac_depthwise, replace_modules
 from .base import Cost, IsolatedMethod, OptimConfig, StreamInfo, fit_on_task, freeze
 
 BACKBONE_INITS = ("runner", "shipped", "random", "first-task")
@@ -60,23 +60,15 @@ class CLRConfig(OptimConfig):
                               "nor an existing weights file")
 
 
-class CLRConv(PerTask):
+class CLRConv(AdaptedConv):
     """A frozen conv followed by the active task's channel-wise 3x3 reprogramming kernel."""
 
     def __init__(self, conv: nn.Conv2d):
-        super().__init__()
-        self.conv = conv
+        super().__init__(conv, _clr_kernel)
 
-    def add(self, task_id: int) -> nn.Module:
-        layer = dirac_depthwise(self.conv.out_channels, 3).to(self.conv.weight.device)
-        self.tasks[str(task_id)] = layer
-        return layer
 
-    def forward(self, x: Tensor) -> Tensor:
-        y = self.conv(x)
-        if self.active is None:
-            return y
-        return self.tasks[str(self.active)](y)
+def _clr_kernel(conv: nn.Conv2d) -> nn.Conv2d:
+    return dirac_depthwise(conv.out_channels, 3)
 
 
 class CLR(IsolatedMethod):
