@@ -117,10 +117,10 @@ class ConvAdapterMethod(IsolatedMethod):
         if not self.base_task:
             freeze(backbone)
         self.adapters = replace_modules(backbone, lambda m: isinstance(m, nn.Conv2d) and self.adapts(m), self.wrap_conv)
-        if not self.adapters:
-            raise ValueError(f"{self.name}: the backbone {backbone.arch!r} has no Conv2d layer to adapt")
         self.bn_layers = replace_modules(backbone, lambda m: isinstance(m, nn.modules.batchnorm._BatchNorm),
-                                         TaskBatchNorm)
+                                         self.wrap_bn)
+        if not self.adapters and not self.bn_layers:
+            raise ValueError(f"{self.name}: the backbone {backbone.arch!r} has no Conv2d or BatchNorm layer to adapt")
         self.register_buffer("base_trained", torch.tensor(not self.base_task))
 
     def adapts(self, conv: nn.Conv2d) -> bool:
@@ -129,6 +129,10 @@ class ConvAdapterMethod(IsolatedMethod):
 
     def wrap_conv(self, conv: nn.Conv2d) -> PerTask:
         raise NotImplementedError
+
+    def wrap_bn(self, bn: nn.modules.batchnorm._BatchNorm) -> PerTask:
+        """Per-task BatchNorm copies; a subclass may add its own modules after them."""
+        return TaskBatchNorm(bn)
 
     @property
     def switches(self) -> list[PerTask]:
@@ -184,10 +188,11 @@ class ConvAdapterMethod(IsolatedMethod):
         head = self.head_params(task_id)
         if self.uses_base(task_id):
             return {"adapter": 0, "bn": 0, "bn_stats": 0, "head": head, "total": head}
-        adapter = sum(p.numel() for s in self.adapters for p in s.task_module(task_id).parameters())
-        bn = sum(p.numel() for s in self.bn_layers for p in s.task_module(task_id).parameters())
-        stats = sum(b.numel() for s in self.bn_layers for n, b in s.task_module(task_id).named_buffers()
-                    if n in ("running_mean", "running_var"))
+        modules = [s.task_module(task_id) for s in self.switches]
+        bns = [m for mod in modules for m in mod.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        bn = sum(p.numel() for m in bns for p in m.parameters())
+        adapter = sum(p.numel() for mod in modules for p in mod.parameters()) - bn
+        stats = sum(m.running_mean.numel() + m.running_var.numel() for m in bns if m.running_mean is not None)
         return {"adapter": adapter, "bn": bn, "bn_stats": stats, "head": head, "total": adapter + bn + head}
 
     def cost(self) -> Cost:

@@ -1,9 +1,9 @@
 """CCLL: Calibrating CNNs for Lifelong Learning (Singh et al., NeurIPS 2020), task id given.
 
 The backbone is trained on the first task (all of it: convs, BN, head) and then frozen
-for good. Every later task adds, after every convolution of the backbone, a calibration
-of that conv's activation map M (c x h x w) made of two modules, and keeps its own BN
-and head:
+for good. Every later task keeps its own BN and head and adds, after every conv block
+(conv + BN) of the backbone, a calibration of the block's activation map M (c x h x w)
+made of two modules:
 
 - spatial calibration module (SCM): one k x k convolution with c input channels and a
   *single* output channel gives a spatial map S (1 x h x w) that is added to every
@@ -13,8 +13,10 @@ and head:
   ``M_c = M_s * g(w * GAP(M_s) + b)``.
 
 Readings we had to choose (each a parameter):
-- where: after every conv of the backbone (``min_kernel=1``) and before its BN; the
-  paper places the modules "between consecutive layers" of the base network.
+- where: on the output of every BN of the backbone (the task's own BN copy), before the
+  activation; the paper places the modules "between consecutive layers". Calibrating the
+  raw conv output instead would be undone by the BN that follows (BN normalises any
+  per-channel scale away), which we measured: textures 0.15 vs 0.25 after 2 epochs.
 - initialisation: the SCM conv starts at zero (so M_s = M) and the CCM gate is
   ``2 * sigmoid`` with w = b = 0 (``gate="2sigmoid"``), so a fresh calibration is the
   identity and task t starts from exactly the base network's features. The paper's plain
@@ -23,6 +25,7 @@ Readings we had to choose (each a parameter):
   additions, which is why the identity start is our default.
 - the paper's CCM has a BN on the pooled vector; we leave it out (a per-sample channel
   vector normalised over a small batch is noisy and the affine map already has a bias).
+- optimiser: Adam, lr 1e-3 (SGD 0.01 trained the few calibration parameters too slowly).
 - the first task starts from the runner's backbone weights (the shipped source-pretrained
   ResNet-8 by default; ``--pretrained none`` reproduces the paper's from-scratch base).
 
@@ -32,7 +35,6 @@ head; the first task stores only its head (its network is the shared backbone).
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import Literal
 
@@ -40,13 +42,14 @@ import torch
 from torch import Tensor, nn
 
 from ..config import ConfigError, param
-from ._adapters import AdaptedConv, ConvAdapterMethod
+from ._adapters import ConvAdapterMethod, TaskBatchNorm
 from .base import OptimConfig
 
 
 @dataclass
 class CCLLConfig(OptimConfig):
-    lr: float = param(0.01, "learning rate", gt=0)
+    lr: float = param(1e-3, "learning rate", gt=0)
+    optimizer: Literal["sgd", "adam"] = param("adam", "optimiser")
     spatial_kernel: int = param(3, "kernel size of the spatial calibration conv (odd)", ge=1)
     gate: Literal["2sigmoid", "sigmoid"] = param("2sigmoid", "CCM gate: '2sigmoid' starts at the identity, "
                                                              "'sigmoid' is the paper's plain gate")
@@ -75,16 +78,29 @@ class Calibration(nn.Module):
         return m * g[:, :, None, None]
 
 
-def _calibration(conv: nn.Conv2d, kernel: int, gate: str) -> Calibration:
-    return Calibration(conv.out_channels, kernel, gate)
+class CalibratedBN(TaskBatchNorm):
+    """Per task: a copy of the frozen BN followed by that task's calibration."""
+
+    def __init__(self, bn: nn.modules.batchnorm._BatchNorm, kernel: int, gate: str):
+        super().__init__(bn)
+        self.kernel, self.gate = kernel, gate
+
+    def add(self, task_id: int) -> nn.Module:
+        bn = super().add(task_id)
+        cal = Calibration(bn.num_features, self.kernel, self.gate).to(bn.weight.device)
+        self.tasks[str(task_id)] = nn.Sequential(bn, cal)
+        return self.tasks[str(task_id)]
 
 
 class CCLL(ConvAdapterMethod):
-    """Backbone trained on task 1 and frozen; per later task, spatial + channel-wise calibration."""
+    """Backbone trained on task 1 and frozen; per later task, BN + spatial and channel-wise calibration."""
 
     name = "ccll"
     Config = CCLLConfig
     base_task = True
 
-    def wrap_conv(self, conv: nn.Conv2d) -> AdaptedConv:
-        return AdaptedConv(conv, functools.partial(_calibration, kernel=self.cfg.spatial_kernel, gate=self.cfg.gate))
+    def adapts(self, conv: nn.Conv2d) -> bool:
+        return False
+
+    def wrap_bn(self, bn: nn.modules.batchnorm._BatchNorm) -> CalibratedBN:
+        return CalibratedBN(bn, self.cfg.spatial_kernel, self.cfg.gate)
