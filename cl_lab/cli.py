@@ -1,4 +1,4 @@
-"""Command line: ``cl-lab run|streams|methods|generate|summary`` (also ``python -m cl_lab``)."""
+"""Command line: ``cl-lab run|streams|methods|generate|tradeoff|mdl|summary`` (also ``python -m cl_lab``)."""
 
 from __future__ import annotations
 
@@ -107,6 +107,29 @@ def cmd_tradeoff(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_mdl(args: argparse.Namespace) -> int:
+    from .config import ConfigError, coerce_cli
+    from .mdl.experiment import MDLConfig, load_mdl, run_mdl
+
+    values: dict[str, Any] = {"stream": args.stream, "seed": args.seed}
+    for key in ("domains", "setups"):
+        if getattr(args, key) is not None:
+            values[key] = getattr(args, key)
+    for pair in args.set:
+        if "=" not in pair:
+            raise ConfigError(f"--set expects key=value; got {pair!r}")
+        key, text = pair.split("=", 1)
+        key = key.strip().replace("-", "_")
+        values[key] = coerce_cli(MDLConfig, key, text.strip())
+    run_dir = run_mdl(out=args.out, run_name=args.run_name, progress=not args.no_progress, **values)
+    r = load_mdl(run_dir)
+    print(r["summary"].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print("path similarity (Jaccard):")
+    print(r["jaccard"].to_string(float_format=lambda v: f"{v:.2f}"))
+    print(f"-> {run_dir}")
+    return 0
+
+
 def cmd_summary(args: argparse.Namespace) -> int:
     from .results import load_metrics
 
@@ -159,6 +182,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sweeps to run (default: rescl:rescl_lambda, lwf:alpha, sgd:lr over five values)")
     t.add_argument("--no-progress", action="store_true")
     t.set_defaults(func=cmd_tradeoff)
+    md = sub.add_parser("mdl", help="multi-domain learning: MPNAS + ABDP and its comparisons")
+    md.add_argument("--stream", default="synth-10", help="stream whose tasks are the domains")
+    md.add_argument("--domains", default=None, help="how many first tasks (default 5) or comma-separated names")
+    md.add_argument("--setups", default=None, help="comma-separated subset of mpnas,mpnas-uniform,independent,"
+                                                   "single-path,multi-head-nas")
+    md.add_argument("--seed", type=int, default=0)
+    md.add_argument("--out", default="runs")
+    md.add_argument("--run-name", dest="run_name", default=None)
+    md.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="MDL parameters (search steps, space, ...)")
+    md.add_argument("--no-progress", action="store_true")
+    md.set_defaults(func=cmd_mdl)
     su = sub.add_parser("summary", help="final metrics of every run under a directory")
     su.add_argument("root", nargs="?", default="runs")
     su.set_defaults(func=cmd_summary)
@@ -168,12 +202,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     from .config import ConfigError
     from .models.weights import WeightsError
+    from .mdl.experiment import MDLRunError
     from .train.runner import RunDirError, TrainingDiverged
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, RunDirError, WeightsError, TrainingDiverged, ValueError, TypeError, FileNotFoundError) as e:
+    except (ConfigError, RunDirError, MDLRunError, WeightsError, TrainingDiverged, ValueError, TypeError, FileNotFoundError) as e:
         print(f"cl-lab: error: {e}", file=sys.stderr)
         return 2
 
