@@ -201,8 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from .config import ConfigError
-    from .models.weights import WeightsError
     from .mdl.experiment import MDLRunError
+    from .models.weights import WeightsError
     from .train.runner import RunDirError, TrainingDiverged
 
     args = build_parser().parse_args(argv)
