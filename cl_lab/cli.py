@@ -1,4 +1,4 @@
-"""Command line: ``cl-lab run|streams|methods|generate|tradeoff|mdl|summary`` (also ``python -m cl_lab``)."""
+"""Command line: ``cl-lab run|streams|methods|generate|tradeoff|mdl|report|summary`` (also ``python -m cl_lab``)."""
 
 from __future__ import annotations
 
@@ -130,6 +130,20 @@ def cmd_mdl(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import run_grid, run_report_set
+
+    if args.params:
+        records = run_grid(args.params, out=args.out if args.out != "reports" else "reports/grid", workers=args.workers)
+        failed = [r for r in records if not r["ok"]]
+        print(f"{len(records) - len(failed)} of {len(records)} grid points ok; summary.html written")
+        return 1 if failed else 0
+    outcomes = run_report_set(out=args.out, only=args.only or None)
+    failed = [o for o in outcomes if not o.ok]
+    print(f"{len(outcomes) - len(failed)} of {len(outcomes)} reports ok; open {args.out}/index.html")
+    return 1 if failed else 0
+
+
 def cmd_summary(args: argparse.Namespace) -> int:
     from .results import load_metrics
 
@@ -193,6 +207,12 @@ def build_parser() -> argparse.ArgumentParser:
     md.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="MDL parameters (search steps, space, ...)")
     md.add_argument("--no-progress", action="store_true")
     md.set_defaults(func=cmd_mdl)
+    rp = sub.add_parser("report", help="execute the notebooks with papermill and render HTML reports")
+    rp.add_argument("--out", default="reports", help="report directory (grids: reports/grid)")
+    rp.add_argument("--only", nargs="*", default=None, help="a subset of the report set, e.g. 00_quickstart")
+    rp.add_argument("--params", default=None, metavar="GRID.yaml", help="run a parameter grid instead of the report set")
+    rp.add_argument("--workers", type=int, default=None, help="parallel notebook executions for a grid")
+    rp.set_defaults(func=cmd_report)
     su = sub.add_parser("summary", help="final metrics of every run under a directory")
     su.add_argument("root", nargs="?", default="runs")
     su.set_defaults(func=cmd_summary)

@@ -62,6 +62,7 @@ class MDLConfig:
     stream_seed: int = param(0, "seed the embedded stream is generated with", ge=0)
     max_train: int = param(500, "training images kept per domain", ge=8)
     stem_channels: int = param(16, "stem width", ge=1)
+    stem_stride: int = param(2, "stem stride (2 halves 32x32 inputs, as MobileNet's stem)", ge=1, le=4)
     widths: str = param("24,40,64", "stage widths; each stage halves the resolution")
     layers_per_stage: int = param(2, "searchable layers per stage", ge=1)
     kernels: str = param("3,5,7", "depthwise kernel sizes of the candidate blocks (odd)")
@@ -96,8 +97,9 @@ class MDLConfig:
         return [s.strip() for s in self.setups.split(",") if s.strip()]
 
     def space(self) -> SearchSpace:
-        return SearchSpace(self.stem_channels, _ints(self.widths, "widths"), self.layers_per_stage,
-                           _ints(self.kernels, "kernels"), _ints(self.expansions, "expansions"))
+        return SearchSpace(stem_channels=self.stem_channels, stem_stride=self.stem_stride,
+                           widths=_ints(self.widths, "widths"), layers_per_stage=self.layers_per_stage,
+                           kernels=_ints(self.kernels, "kernels"), expansions=_ints(self.expansions, "expansions"))
 
     def search_settings(self, loss: str) -> SearchSettings:
         return SearchSettings(self.search_steps, self.warmup_fraction, self.batch_size, self.val_batch_size,

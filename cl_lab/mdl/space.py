@@ -39,9 +39,14 @@ class Layer:
 
 @dataclass(frozen=True)
 class SearchSpace:
-    """Stem width, stage widths (each stage downsamples by 2 in its first layer), candidates."""
+    """Stem width and stride, stage widths (each stage downsamples by 2 in its first layer), candidates.
+
+    The default stem halves 32x32 inputs to 16x16 (MobileNet's stem does the same), so the
+    three stages run at 8x8, 4x4 and 2x2.
+    """
 
     stem_channels: int = 16
+    stem_stride: int = 2
     widths: tuple[int, ...] = (24, 40, 64)
     layers_per_stage: int = 2
     kernels: tuple[int, ...] = (3, 5, 7)
@@ -171,7 +176,7 @@ class MultiPathNet(nn.Module):
                     users.setdefault(key, []).append(d)
         self.paths = None if paths is None else {int(d): tuple(p) for d, p in paths.items()}
         stem_users = list(domains) if paths is None else sorted(self.paths)
-        self.stem = nn.Conv2d(3, space.stem_channels, 3, 1, 1, bias=False)
+        self.stem = nn.Conv2d(3, space.stem_channels, 3, space.stem_stride, 1, bias=False)
         self.stem_bn = DomainBN(space.stem_channels, stem_users)
         self.layers = nn.ModuleList(
             nn.ModuleDict({n: _block(layer, n, users[(i, n)]) for n in layer.choices if (i, n) in users})

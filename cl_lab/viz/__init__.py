@@ -1,5 +1,14 @@
-"""Plotly figures as pure functions of results (dashboards build on them)."""
+"""Plotly figures as pure functions of results, and ipywidgets dashboards built on them."""
 
-from .figures import accuracy_heatmap, cost_vs_accuracy, task_accuracy_over_time
+from .figures import (
+    accuracy_heatmap,
+    chosen_paths,
+    cost_vs_accuracy,
+    jaccard_heatmap,
+    mdl_comparison,
+    path_similarity,
+    task_accuracy_over_time,
+)
 
-__all__ = ["accuracy_heatmap", "cost_vs_accuracy", "task_accuracy_over_time"]
+__all__ = ["accuracy_heatmap", "chosen_paths", "cost_vs_accuracy", "jaccard_heatmap", "mdl_comparison", "path_similarity",
+           "task_accuracy_over_time"]

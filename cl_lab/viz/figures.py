@@ -74,3 +74,76 @@ def cost_vs_accuracy(costs, metrics, reference_pct: float | None = 0.6):
     fig.update_layout(title="parameters stored per task vs average accuracy", xaxis_type="log",
                       xaxis_title="stored parameters per task (% of backbone)", yaxis_title="final average accuracy")
     return fig
+
+
+def jaccard_heatmap(matrix, domain: str | None = None, title: str = "path similarity (Jaccard)"):
+    """Domain x domain Jaccard similarity of chosen paths; ``domain`` outlines that domain's row and column."""
+    go = _go()
+    names = [str(n) for n in matrix.index]
+    z = np.asarray(matrix.values, dtype=float)
+    fig = go.Figure(go.Heatmap(z=z, x=names, y=names, zmin=0, zmax=1, colorscale="Blues",
+                               text=[[f"{v:.2f}" for v in row] for row in z], texttemplate="%{text}",
+                               hovertemplate="%{y} / %{x}: %{z:.2f}<extra></extra>"))
+    if domain is not None:
+        if domain not in names:
+            raise ValueError(f"unknown domain {domain!r}; allowed: {names}")
+        i = names.index(domain)
+        for kw in ({"x0": -0.5, "x1": len(names) - 0.5, "y0": i - 0.5, "y1": i + 0.5},
+                   {"x0": i - 0.5, "x1": i + 0.5, "y0": -0.5, "y1": len(names) - 0.5}):
+            fig.add_shape(type="rect", line={"color": "crimson", "width": 3}, **kw)
+    fig.update_layout(title=title if domain is None else f"{title}: {domain}", yaxis_autorange="reversed")
+    return fig
+
+
+def chosen_paths(blocks, setup: str = "mpnas", domains: Sequence[str] | None = None):
+    """The chosen paths as a layer x block grid: a marker per domain using each block (zero = skipped layer)."""
+    go = _go()
+    df = blocks[blocks.setup == setup]
+    if df.empty:
+        raise ValueError(f"no paths for setup {setup!r}; allowed: {sorted(blocks.setup.unique())}")
+    if domains is not None:
+        df = df[df.domain.isin(list(domains))]
+    all_domains = sorted(blocks[blocks.setup == setup].domain.unique())
+    layers = list(dict.fromkeys(blocks.sort_values("layer_index").layer))
+    block_names = sorted(blocks.block.unique(), key=lambda b: (b == "zero", b))
+    fig = go.Figure()
+    n = max(1, len(all_domains))
+    for k, (dom, g) in enumerate(df.groupby("domain", sort=True)):
+        offset = (all_domains.index(dom) - (n - 1) / 2) * 0.6 / n
+        g = g.sort_values("layer_index")
+        fig.add_trace(go.Scatter(x=[layers.index(v) + offset for v in g.layer], y=g.block, mode="lines+markers",
+                                 name=dom, marker={"size": 11}, line={"width": 1.5},
+                                 hovertemplate=dom + "<br>%{y}<extra></extra>"))
+    fig.update_layout(title=f"chosen paths ({setup})", xaxis={"tickvals": list(range(len(layers))), "ticktext": layers,
+                      "title": "layer"}, yaxis={"categoryorder": "array", "categoryarray": block_names, "title": "block"})
+    return fig
+
+
+def mdl_comparison(summary):
+    """Mean accuracy vs unique parameters per MDL setup (marker size: mean MACs per domain path)."""
+    go = _go()
+    df = summary.copy()
+    size = 12 + 28 * df.mean_macs / max(1.0, float(df.mean_macs.max()))
+    fig = go.Figure(go.Scatter(x=df.unique_params, y=df.mean_accuracy, mode="markers+text", text=df.setup,
+                               textposition="top center", marker={"size": size},
+                               customdata=df.mean_macs,
+                               hovertemplate="%{text}<br>%{x:,} parameters<br>mean acc %{y:.3f}"
+                                             "<br>%{customdata:,.0f} MACs<extra></extra>"))
+    fig.update_layout(title="multi-domain setups: size vs mean accuracy", xaxis_type="log",
+                      xaxis_title="unique parameters", yaxis_title="mean test accuracy")
+    return fig
+
+
+def path_similarity(blocks, setup: str = "mpnas"):
+    """Jaccard matrix (domain x domain) of the non-zero blocks each domain's path uses, from ``blocks.csv``."""
+    import pandas as pd
+
+    from ..mdl.space import jaccard
+
+    df = blocks[(blocks.setup == setup) & (blocks.block != "zero")]
+    if df.empty:
+        raise ValueError(f"no paths for setup {setup!r}; allowed: {sorted(blocks.setup.unique())}")
+    sets = {d: set(zip(g.layer_index, g.block)) for d, g in df.groupby("domain", sort=False)}
+    names = list(dict.fromkeys(blocks[blocks.setup == setup].domain))
+    return pd.DataFrame([[jaccard(sets.get(a, ()), sets.get(b, ())) for b in names] for a in names],
+                        index=names, columns=names)

@@ -1,0 +1,171 @@
+"""ipywidgets dashboards over results directories; they read results, never train.
+
+Each builder returns a ``Dashboard``: ``controls`` (name -> widget), ``figures`` (plotly
+``FigureWidget`` objects updated in place when a control changes) and ``widget`` (the
+layout to display; a ``Dashboard`` also displays itself as the last expression of a cell).
+Every figure comes from the pure functions in ``cl_lab.viz.figures``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+
+from . import figures
+
+
+def _widgets():
+    try:
+        import ipywidgets as w
+        import plotly.graph_objects as go
+    except ImportError as e:  # pragma: no cover - part of the 'lab' extra
+        raise ImportError("dashboards need ipywidgets and plotly: pip install 'cl_lab[lab]'") from e
+    return w, go
+
+
+class Dashboard:
+    def __init__(self, controls: dict[str, Any], figures_: list, render: Callable[[], list]):
+        w, _ = _widgets()
+        self.controls = controls
+        self.figures = figures_
+        self._render = render
+        self.message = w.HTML()
+        for c in controls.values():
+            c.observe(lambda _change: self.update(), names="value")
+        self.widget = w.VBox([w.HBox(list(controls.values())), self.message, *figures_])
+        self.update()
+
+    def update(self) -> None:
+        """Redraw every figure from the current control values."""
+        try:
+            new = self._render()
+            self.message.value = ""
+        except (ValueError, KeyError) as e:
+            self.message.value = f"<b>nothing to show:</b> {e}"
+            return
+        for target, fig in zip(self.figures, new):
+            with target.batch_update():
+                target.data = ()
+                target.add_traces(list(fig.data))
+                target.layout = fig.layout
+
+    def _ipython_display_(self) -> None:  # pragma: no cover - exercised in notebooks
+        from IPython.display import display
+
+        display(self.widget)
+
+
+def _select(options, value=None, description="", multiple=False):
+    w, _ = _widgets()
+    options = list(options)
+    if multiple:
+        return w.SelectMultiple(options=options, value=tuple(value if value is not None else options),
+                                description=description, rows=min(6, max(2, len(options))))
+    return w.Dropdown(options=options, value=value if value is not None else (options[0] if options else None),
+                      description=description)
+
+
+def _filter(df: pd.DataFrame, stream, methods, seeds) -> pd.DataFrame:
+    return df[(df.stream == stream) & df.method.isin(list(methods)) & df.seed.isin(list(seeds))]
+
+
+def task_accuracy_dashboard(root: str | Path) -> Dashboard:
+    """Accuracy on a selectable task over the stream, one line per method, seeds as bands."""
+    from ..results import load
+
+    _, go = _widgets()
+    acc = load(root)
+    if acc.empty:
+        raise FileNotFoundError(f"no runs with results under {str(root)!r}")
+    streams = sorted(acc.stream.unique())
+    stream = _select(streams, description="stream")
+    first = acc[acc.stream == streams[0]]
+    task = _select(_task_options(first), description="task")
+    methods = _select(sorted(acc.method.unique()), description="methods", multiple=True)
+    seeds = _select(sorted(acc.seed.unique()), description="seeds", multiple=True)
+
+    def on_stream(change):
+        task.options = _task_options(acc[acc.stream == change["new"]])
+
+    stream.observe(on_stream, names="value")
+
+    def render():
+        df = _filter(acc, stream.value, methods.value, seeds.value)
+        return [figures.task_accuracy_over_time(df, task=task.value or 0)]
+
+    return Dashboard({"stream": stream, "task": task, "methods": methods, "seeds": seeds}, [go.FigureWidget()], render)
+
+
+def _task_options(df: pd.DataFrame) -> list[tuple[str, int]]:
+    pairs = df[["task", "task_name"]].drop_duplicates().sort_values("task")
+    return [(f"{t + 1}: {n}", int(t)) for t, n in zip(pairs.task, pairs.task_name)]
+
+
+def cost_dashboard(root: str | Path, reference_pct: float = 0.6) -> Dashboard:
+    """Stored parameters per task vs final average accuracy (log scale, CLR's 0.6% line)."""
+    from ..results import load_costs, load_metrics
+
+    _, go = _widgets()
+    costs, metrics = load_costs(root), load_metrics(root)
+    if costs.empty or metrics.empty:
+        raise FileNotFoundError(f"no runs with costs and metrics under {str(root)!r}")
+    stream = _select(sorted(metrics.stream.unique()), description="stream")
+    methods = _select(sorted(metrics.method.unique()), description="methods", multiple=True)
+    seeds = _select(sorted(metrics.seed.unique()), description="seeds", multiple=True)
+
+    def render():
+        c = _filter(costs, stream.value, methods.value, seeds.value)
+        m = _filter(metrics, stream.value, methods.value, seeds.value)
+        if c.empty:
+            raise ValueError("no run matches the filters")
+        return [figures.cost_vs_accuracy(c, m, reference_pct)]
+
+    return Dashboard({"stream": stream, "methods": methods, "seeds": seeds}, [go.FigureWidget()], render)
+
+
+def matrix_dashboard(root: str | Path) -> Dashboard:
+    """The accuracy matrix of one run, chosen by stream, method and seed."""
+    from ..results import accuracy_matrix, load_metrics, run_dirs
+
+    _, go = _widgets()
+    runs = {d.name: d for d in run_dirs(root)}
+    metrics = load_metrics(root)
+    if metrics.empty:
+        raise FileNotFoundError(f"no runs with results under {str(root)!r}")
+    index = metrics[["run", "stream", "method", "seed"]].drop_duplicates()
+    stream = _select(sorted(index.stream.unique()), description="stream")
+    method = _select(sorted(index.method.unique()), description="method")
+    seed = _select(sorted(index.seed.unique()), description="seed")
+
+    def render():
+        hit = index[(index.stream == stream.value) & (index.method == method.value) & (index.seed == seed.value)]
+        if hit.empty:
+            raise ValueError(f"no run of {method.value} on {stream.value} with seed {seed.value}")
+        run_dir = runs[hit.run.iloc[0]]
+        cfg = json.loads((run_dir / "config.json").read_text())
+        names = [t["name"] for t in cfg["stream"]["tasks"]]
+        return [figures.accuracy_heatmap(accuracy_matrix(run_dir), names, title=f"{method.value} on {stream.value}")]
+
+    return Dashboard({"stream": stream, "method": method, "seed": seed}, [go.FigureWidget()], render)
+
+
+def path_dashboard(run_dir: str | Path) -> Dashboard:
+    """MPNAS path similarity heatmap (domain selector) and the chosen-paths diagram (setup selector)."""
+    from ..mdl.experiment import load_mdl
+
+    _, go = _widgets()
+    r = load_mdl(run_dir)
+    blocks = r["blocks"]
+    setups = [s for s in r["summary"].setup if s in set(blocks.setup)]
+    setup = _select(setups, value="mpnas" if "mpnas" in setups else None, description="setup")
+    domain = _select([("(none)", None), *[(d, d) for d in r["config"]["domain_names"]]], description="domain")
+
+    def render():
+        sim = figures.path_similarity(blocks, setup.value)
+        return [figures.jaccard_heatmap(sim, domain.value, title=f"path similarity ({setup.value})"),
+                figures.chosen_paths(blocks, setup.value)]
+
+    return Dashboard({"setup": setup, "domain": domain}, [go.FigureWidget(), go.FigureWidget()], render)
