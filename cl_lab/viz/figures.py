@@ -108,7 +108,7 @@ def chosen_paths(blocks, setup: str = "mpnas", domains: Sequence[str] | None = N
     block_names = sorted(blocks.block.unique(), key=lambda b: (b == "zero", b))
     fig = go.Figure()
     n = max(1, len(all_domains))
-    for k, (dom, g) in enumerate(df.groupby("domain", sort=True)):
+    for dom, g in df.groupby("domain", sort=True):
         offset = (all_domains.index(dom) - (n - 1) / 2) * 0.6 / n
         g = g.sort_values("layer_index")
         fig.add_trace(go.Scatter(x=[layers.index(v) + offset for v in g.layer], y=g.block, mode="lines+markers",
