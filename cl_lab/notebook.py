@@ -234,3 +234,19 @@ def show_dashboard(dashboard: Any) -> None:
 
         for f in dashboard.figures:
             show(go.Figure(f))
+
+
+def run_methods(methods: Any, stream: Any, **run_kwargs: Any) -> dict[str, Any]:
+    """Run each method that is available; say which are missing and which diverged instead of failing."""
+    from . import run
+    from .train.runner import TrainingDiverged
+
+    available, missing = resolve_methods(methods)
+    report_missing(missing)
+    results = {}
+    for name in available:
+        try:
+            results[name] = run(name, stream, **run_kwargs)
+        except TrainingDiverged as e:
+            print(f"method {name!r} diverged and is left out: {e}")
+    return results

@@ -92,6 +92,9 @@ class Method(nn.Module):
         self.optimizer.zero_grad(set_to_none=True)
         loss = F.cross_entropy(self(x, task_id), y) + self.penalty()
         loss.backward()
+        clip = getattr(self.cfg, "max_grad_norm", None)
+        if clip:
+            torch.nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]], clip)
         self.optimizer.step()
         return float(loss.detach())
 

@@ -17,6 +17,13 @@ The paper tunes lambda per problem; so did we, on the first five synth-10 tasks 
 shipped ResNet-8 (4 epochs): forgetting 0.52 at lambda 1, 0.47 at 10, 0.31 at 30, against
 SGD's 0.50; lambda 100 made SGD with momentum diverge by the sixth task (the runner then
 stops with a clear error). The default is 30.
+
+Stability: plain SGD with momentum on the quadratic penalty is stable only while
+``lr * lambda * F_i`` stays below about ``2 (1 + momentum)``; the Fisher of several past
+tasks adds up, and at lambda 30 one 5-task, 2-epoch run diverged on its fifth task. The
+gradient norm is therefore clipped at ``max_grad_norm`` (10, far above the norms of
+ordinary steps, so it only acts near divergence); ``max_grad_norm=None`` is the
+unguarded method.
 """
 
 from __future__ import annotations
@@ -38,6 +45,8 @@ class EWCConfig(OptimConfig):
     ewc_lambda: float = param(30.0, "strength lambda of the quadratic penalty", ge=0)
     fisher: Literal["empirical", "true"] = param("empirical", "labels for the Fisher: data ('empirical') or sampled")
     fisher_samples: int = param(256, "training examples used to estimate the Fisher", ge=1)
+    max_grad_norm: float | None = param(10.0, "clip the gradient norm (stability guard: a stiff penalty "
+                                              "lambda * F makes SGD diverge); None disables", gt=0)
 
 
 def fisher_diagonal(method: Method, task: Task, task_id: int, n: int, kind: str) -> dict[str, Tensor]:

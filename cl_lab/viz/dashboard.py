@@ -64,8 +64,9 @@ def _select(options, value=None, description="", multiple=False):
     if multiple:
         return w.SelectMultiple(options=options, value=tuple(value if value is not None else options),
                                 description=description, rows=min(6, max(2, len(options))))
-    return w.Dropdown(options=options, value=value if value is not None else (options[0] if options else None),
-                      description=description)
+    if value is None and options:
+        value = options[0][1] if isinstance(options[0], tuple) else options[0]
+    return w.Dropdown(options=options, value=value, description=description)
 
 
 def _filter(df: pd.DataFrame, stream, methods, seeds) -> pd.DataFrame:
@@ -85,7 +86,7 @@ def task_accuracy_dashboard(root: str | Path) -> Dashboard:
     first = acc[acc.stream == streams[0]]
     task = _select(_task_options(first), description="task")
     methods = _select(sorted(acc.method.unique()), description="methods", multiple=True)
-    seeds = _select(sorted(acc.seed.unique()), description="seeds", multiple=True)
+    seeds = _select(sorted(int(v) for v in acc.seed.unique()), description="seeds", multiple=True)
 
     def on_stream(change):
         task.options = _task_options(acc[acc.stream == change["new"]])
@@ -114,7 +115,7 @@ def cost_dashboard(root: str | Path, reference_pct: float = 0.6) -> Dashboard:
         raise FileNotFoundError(f"no runs with costs and metrics under {str(root)!r}")
     stream = _select(sorted(metrics.stream.unique()), description="stream")
     methods = _select(sorted(metrics.method.unique()), description="methods", multiple=True)
-    seeds = _select(sorted(metrics.seed.unique()), description="seeds", multiple=True)
+    seeds = _select(sorted(int(v) for v in metrics.seed.unique()), description="seeds", multiple=True)
 
     def render():
         c = _filter(costs, stream.value, methods.value, seeds.value)
@@ -138,7 +139,7 @@ def matrix_dashboard(root: str | Path) -> Dashboard:
     index = metrics[["run", "stream", "method", "seed"]].drop_duplicates()
     stream = _select(sorted(index.stream.unique()), description="stream")
     method = _select(sorted(index.method.unique()), description="method")
-    seed = _select(sorted(index.seed.unique()), description="seed")
+    seed = _select(sorted(int(v) for v in index.seed.unique()), description="seed")
 
     def render():
         hit = index[(index.stream == stream.value) & (index.method == method.value) & (index.seed == seed.value)]

@@ -1,0 +1,93 @@
+"""Dashboard callbacks in pure Python: set a widget value, assert the figure data."""
+
+import numpy as np
+import pytest
+
+import cl_lab
+from cl_lab.mdl import run_mdl
+from cl_lab.viz import chosen_paths, jaccard_heatmap, path_similarity
+from cl_lab.viz.dashboard import cost_dashboard, matrix_dashboard, path_dashboard, task_accuracy_dashboard
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    for method in ("sgd", "clr"):
+        for seed in (0, 1):
+            cl_lab.run(method, "synth-mini", epochs=1, seed=seed, out=str(root), progress=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def mdl_run(tmp_path_factory):
+    return run_mdl(out=tmp_path_factory.mktemp("mdl"), progress=False, stream="synth-mini", domains="3",
+                   setups="mpnas,single-path", widths="8,16", kernels="3,5", expansions="2", stem_channels=8,
+                   search_steps=4, max_train=40, train_epochs=1, val_batch_size=16, batch_size=16)
+
+
+def _lines(fig):
+    return [t.name for t in fig.data if t.mode == "lines+markers"]
+
+
+def test_task_accuracy_dashboard_follows_task_method_and_seed_filters(runs):
+    d = task_accuracy_dashboard(runs)
+    fig = d.figures[0]
+    assert sorted(_lines(fig)) == ["clr", "sgd"]
+    assert "shapes" in fig.layout.title.text
+    assert any(t.fill == "toself" for t in fig.data), "two seeds give a band"
+    d.controls["task"].value = 1
+    assert "counting" in fig.layout.title.text
+    assert all(len(t.x) == 2 for t in fig.data if t.mode == "lines+markers"), "task 2 is seen after tasks 2 and 3"
+    d.controls["methods"].value = ("clr",)
+    assert _lines(fig) == ["clr"]
+    d.controls["seeds"].value = (0,)
+    assert not any(t.fill == "toself" for t in fig.data), "one seed, no band"
+    # CLR never forgets: its line is flat
+    assert np.ptp(np.asarray(fig.data[0].y)) == 0
+
+
+def test_cost_dashboard_filters_methods(runs):
+    d = cost_dashboard(runs)
+    fig = d.figures[0]
+    assert sorted(t.name for t in fig.data) == ["clr", "sgd"]
+    assert fig.layout.xaxis.type == "log"
+    d.controls["methods"].value = ("sgd",)
+    assert [t.name for t in fig.data] == ["sgd"] and len(fig.data[0].x) == 2
+    d.controls["methods"].value = ()
+    assert "nothing to show" in d.message.value
+
+
+def test_matrix_dashboard_shows_the_selected_run(runs):
+    d = matrix_dashboard(runs)
+    fig = d.figures[0]
+    d.controls["method"].value = "clr"
+    clr = np.array(fig.data[0].z, dtype=float)
+    d.controls["method"].value = "sgd"
+    sgd = np.array(fig.data[0].z, dtype=float)
+    assert clr.shape == sgd.shape == (3, 3)
+    R = cl_lab.results.accuracy_matrix(runs / "synth-mini_sgd_resnet8_seed0")
+    np.testing.assert_allclose(sgd, R)
+    assert "sgd" in fig.layout.title.text
+
+
+def test_path_dashboard_heatmap_and_paths_follow_selectors(mdl_run):
+    d = path_dashboard(mdl_run)
+    heat, paths = d.figures
+    assert heat.data[0].type == "heatmap" and np.allclose(np.diag(np.array(heat.data[0].z)), 1.0)
+    assert len(heat.layout.shapes) == 0
+    d.controls["domain"].value = "counting"
+    assert len(heat.layout.shapes) == 2 and "counting" in heat.layout.title.text
+    d.controls["setup"].value = "single-path"
+    z = np.array(heat.data[0].z)
+    assert np.allclose(z, 1.0), "one shared path: every pair is identical"
+    assert "single-path" in paths.layout.title.text and len(paths.data) == 3
+
+
+def test_mdl_figures_are_pure_functions_of_the_saved_tables(mdl_run):
+    r = cl_lab.mdl.load_mdl(mdl_run)
+    sim = path_similarity(r["blocks"], "mpnas")
+    np.testing.assert_allclose(sim.values, r["jaccard"].values)
+    with pytest.raises(ValueError, match="allowed"):
+        jaccard_heatmap(sim, domain="cars")
+    with pytest.raises(ValueError, match="allowed"):
+        chosen_paths(r["blocks"], "nas")

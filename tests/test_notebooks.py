@@ -1,0 +1,175 @@
+"""Every notebook executes under papermill with tiny parameters; bad parameters fail clearly; grids; a real browser."""
+
+import json
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from cl_lab.config import ConfigError
+from cl_lab.notebook import NotebookParameterError, check_parameters
+from cl_lab.report import REPORT_SET, execute, load_grid, run_grid, write_plotly_js
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TINY = {
+    "00_quickstart": {"stream": "synth-mini", "methods": ["sgd", "clr"], "epochs": 1},
+    "01_task_stream": {"method": "clr", "stream": "synth-mini", "epochs": 1, "hyperparameters": {"lr": 0.002}},
+    "02_clr": {"stream": "synth-mini", "n_tasks": 2, "compare": ["sgd"], "ablation": True, "epochs": 1},
+    "03_rescl": {"stream": "synth-mini", "epochs": 1, "rescl_lambdas": [0.0], "lwf_alphas": [1.0], "sgd_lrs": [0.01]},
+    "04_mpnas": {"stream": "synth-mini", "domains": "3", "setups": "mpnas,mpnas-uniform,single-path",
+                 "search_steps": 4, "train_epochs": 1, "max_train": 40},
+    "05_baselines": {"stream": "synth-mini", "methods": ["sgd", "er", "ccll"], "n_tasks": 2, "epochs": 1},
+}
+
+
+@pytest.fixture(scope="module")
+def executed(tmp_path_factory):
+    """Run every notebook once, in order, into one report directory (06 reads what 00-05 wrote)."""
+    out = tmp_path_factory.mktemp("reports")
+    write_plotly_js(out)
+    runs = out / "runs"
+    outcomes = {}
+    for name, params in TINY.items():
+        outcomes[name] = execute(name, {**params, "out_dir": str(runs)}, out / f"{name}.ipynb", out / f"{name}.html",
+                                 cwd=out)
+    mdl = next(runs.glob("mdl-*"))
+    outcomes["06_dashboard"] = execute("06_dashboard", {"results_dir": str(runs), "mdl_dir": str(mdl)},
+                                       out / "06_dashboard.ipynb", out / "06_dashboard.html", cwd=out)
+    return out, outcomes
+
+
+def test_the_report_set_and_the_tests_cover_every_notebook():
+    on_disk = sorted(p.stem for p in (ROOT / "notebooks").glob("*.ipynb"))
+    assert on_disk == sorted(REPORT_SET) == sorted([*TINY, "06_dashboard"])
+    for name in on_disk:
+        nb = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        assert "parameters" in code[0].metadata.get("tags", []), name
+        assert "check_parameters(globals()" in code[1].source, name
+        assert all(not c.outputs and c.execution_count is None for c in code), f"{name}: outputs not stripped"
+
+
+@pytest.mark.parametrize("name", [*TINY, "06_dashboard"])
+def test_notebook_executes_and_renders(name, executed):
+    out, outcomes = executed
+    o = outcomes[name]
+    assert o.ok, o.error
+    html = (out / f"{name}.html").read_text()
+    assert "Traceback" not in html
+    assert 'class="plotly-graph-div' in html, f"{name}: no figure in the report"
+    assert '<script src="plotly.min.js">' in html, f"{name}: figures must load plotly.js from next to the report"
+
+
+def test_task_stream_notebook_writes_its_run_directory(executed):
+    out, _ = executed
+    run = out / "runs" / "synth-mini_clr_resnet8_seed0"
+    for f in ("config.json", "accuracy.csv", "metrics.csv", "costs.csv", "summary.json", "checkpoint.pt"):
+        assert (run / f).exists(), f
+    assert json.loads((run / "config.json").read_text())["method_config"]["lr"] == 0.002
+
+
+def test_mpnas_and_baseline_notebooks_write_their_results(executed):
+    out, _ = executed
+    mdl = next((out / "runs").glob("mdl-*"))
+    assert {"summary.csv", "jaccard.csv", "blocks.csv", "paths.json"} <= {p.name for p in mdl.iterdir()}
+    methods = {json.loads(p.read_text())["method"] for p in (out / "runs").glob("*/config.json") if "method" in p.read_text()}
+    assert {"sgd", "er", "ccll", "clr"} <= methods
+
+
+def test_bad_parameters_fail_in_the_validation_cell_with_a_clear_message(tmp_path):
+    params = {"method": "nope", "stream": "synth-mini", "epochs": 0, "learning_rate": 0.1, "out_dir": str(tmp_path / "r")}
+    o = execute("01_task_stream", params, tmp_path / "bad.ipynb", tmp_path / "bad.html", cwd=tmp_path)
+    assert not o.ok
+    msg = o.error["error"]
+    assert "NotebookParameterError" in msg and "unknown method 'nope'" in msg
+    assert "learning_rate" in msg and "epochs: must be >= 1" in msg
+    nb = nbformat.read(tmp_path / "bad.ipynb", as_version=4)
+    failing = [c for c in nb.cells if any(o.get("output_type") == "error" for o in c.get("outputs", []))]
+    assert len(failing) == 1 and "check_parameters" in failing[0].source
+    assert "unknown method" in (tmp_path / "bad.html").read_text()
+    assert not (tmp_path / "r").exists(), "nothing may run before the parameters are valid"
+
+
+def test_check_parameters_rules():
+    ok = {"method": "sgd", "stream": "synth-mini", "n_tasks": None, "backbone": "resnet8", "hyperparameters": {},
+          "epochs": 1, "seed": 0, "out_dir": "x", "In": [], "_": None}
+    assert check_parameters(ok, "01_task_stream")["method"] == "sgd"
+    with pytest.raises(NotebookParameterError, match=r"epochs=True: expected int"):
+        check_parameters({**ok, "epochs": True}, "01_task_stream")
+    with pytest.raises(NotebookParameterError, match="n_tasks"):
+        check_parameters({**ok, "n_tasks": 0}, "01_task_stream")
+    with pytest.raises(NotebookParameterError, match="unknown parameter 'momentum_x'"):
+        check_parameters({**ok, "hyperparameters": {"momentum_x": 1}}, "01_task_stream")
+    with pytest.raises(NotebookParameterError, match="seed: missing"):
+        check_parameters({k: v for k, v in ok.items() if k != "seed"}, "01_task_stream")
+
+
+def test_grid_runs_in_parallel_reports_failures_and_skips_finished(tmp_path):
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("notebook: 01_task_stream\nworkers: 2\n"
+                    "grid:\n  method: [sgd, nope]\n  seed: [0, 1]\n"
+                    "fixed:\n  stream: synth-mini\n  epochs: 1\n  n_tasks: 2\n")
+    out = tmp_path / "grid"
+    records = run_grid(grid, out=out, progress=False)
+    assert len(records) == 4
+    ok = [r for r in records if r["ok"]]
+    bad = [r for r in records if not r["ok"]]
+    assert {r["params"]["method"] for r in ok} == {"sgd"} and len(bad) == 2
+    assert all("unknown method 'nope'" in r["error"]["error"] and r["error"]["cell"] is not None for r in bad)
+    summary = (out / "summary.html").read_text()
+    assert "failed" in summary and "unknown method" in summary and "mean" in summary and "std" in summary
+    assert all((out / f"{r['name']}.html").exists() for r in records)
+    again = run_grid(grid, out=out, progress=False)
+    assert sum(bool(r.get("skipped")) for r in again) == 2
+
+
+@pytest.mark.parametrize("text,match", [
+    ("grid: {method: [sgd]}\nnotebok: 01_task_stream\n", "unknown key"),
+    ("grid: {methd: [sgd]}\n", "methd"),
+    ("grid: {method: []}\n", "non-empty list"),
+    ("grid: [1, 2\n", "not valid YAML"),
+    ("notebook: 99_nothing\ngrid: {method: [sgd]}\n", "unknown notebook"),
+    ("grid: {method: [sgd]}\nworkers: 0\n", "workers"),
+])
+def test_bad_grid_files_are_rejected_before_running(text, match, tmp_path):
+    f = tmp_path / "g.yaml"
+    f.write_text(text)
+    with pytest.raises(ConfigError, match=match):
+        load_grid(f)
+    with pytest.raises(FileNotFoundError):
+        load_grid(tmp_path / "missing.yaml")
+
+
+def _browser():
+    try:
+        from playwright.sync_api import sync_playwright  # noqa: F401
+    except ImportError:
+        return None, "playwright is not installed (pip install playwright)"
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if exe is None:
+        return None, "no Chromium browser installed (Debian: apt-get install chromium)"
+    return exe, ""
+
+
+def test_a_real_browser_renders_the_report_figures(executed):
+    exe, why = _browser()
+    if exe is None:
+        pytest.skip(why)
+    from playwright.sync_api import sync_playwright
+
+    out, _ = executed
+    shots = ROOT / "tests" / "artifacts"
+    shots.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=exe, args=["--no-sandbox"])
+        page = browser.new_page()
+        page.goto((out / "00_quickstart.html").as_uri())
+        page.wait_for_function("document.querySelectorAll('div.plotly-graph-div .main-svg').length > 0", timeout=20000)
+        figures = page.locator("div.plotly-graph-div").count()
+        drawn = page.locator("div.plotly-graph-div .main-svg").count()
+        page.screenshot(path=str(shots / "00_quickstart.png"), full_page=True)
+        browser.close()
+    assert figures == 2  # one accuracy heatmap per method
+    assert drawn >= figures
