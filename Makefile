@@ -7,7 +7,7 @@ OUT ?= runs
 EPOCHS ?= 4
 METHODS ?= sgd sgd-ll clr
 
-.PHONY: setup run test lab lint clean-runs
+.PHONY: setup run train test lab lint clean-runs
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,8 +17,14 @@ $(STAMP): pyproject.toml constraints.txt
 
 setup: $(STAMP)
 
-## The main job: SGD, SGD-LL and CLR on the embedded offline synth-10 stream; results in $(OUT)/
+REPORTS ?= reports
+
+## The main job: execute the report notebooks on the embedded offline default -> $(REPORTS)/index.html
 run: $(STAMP)
+	$(VENV)/bin/cl-lab report --out $(REPORTS)
+
+## SGD, SGD-LL and CLR over the whole synth-10 stream; run directories in $(OUT)/
+train: $(STAMP)
 	$(VENV)/bin/cl-lab run --method $(METHODS) --stream synth-10 --epochs $(EPOCHS) --out $(OUT)
 	$(VENV)/bin/cl-lab summary $(OUT)
 

@@ -9,9 +9,9 @@ import time
 from typing import Any, Sequence
 
 
-def _parse_sets(method_cls: type, pairs: Sequence[str]) -> dict[str, Any]:
+def _parse_sets(pairs: Sequence[str], config_for: Any) -> dict[str, Any]:
+    """``KEY=VALUE`` strings -> typed values; ``config_for(key)`` names the config class that types the key."""
     from .config import ConfigError, coerce_cli
-    from .train.runner import RunConfig
 
     out: dict[str, Any] = {}
     for pair in pairs:
@@ -19,9 +19,15 @@ def _parse_sets(method_cls: type, pairs: Sequence[str]) -> dict[str, Any]:
             raise ConfigError(f"--set expects key=value; got {pair!r}")
         key, text = pair.split("=", 1)
         key = key.strip().replace("-", "_")
-        target = RunConfig if key in {f.name for f in dataclasses.fields(RunConfig)} else method_cls.Config
-        out[key] = coerce_cli(target, key, text.strip())
+        out[key] = coerce_cli(config_for(key), key, text.strip())
     return out
+
+
+def _run_or_method_config(method_cls: type) -> Any:
+    from .train.runner import RunConfig
+
+    run_keys = {f.name for f in dataclasses.fields(RunConfig)}
+    return lambda key: RunConfig if key in run_keys else method_cls.Config
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -37,7 +43,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     plans = []
     for name in args.method:
         cls = get_method(name)
-        kwargs = {**common, **_parse_sets(cls, args.set)}
+        kwargs = {**common, **_parse_sets(args.set, _run_or_method_config(cls))}
         run_kw, method_kw = _split_kwargs(cls, kwargs)
         build(RunConfig, {**run_kw, "backbone": args.backbone}, "run")
         build(cls.Config, method_kw, cls.name)
@@ -108,19 +114,13 @@ def cmd_tradeoff(args: argparse.Namespace) -> int:
 
 
 def cmd_mdl(args: argparse.Namespace) -> int:
-    from .config import ConfigError, coerce_cli
     from .mdl.experiment import MDLConfig, load_mdl, run_mdl
 
     values: dict[str, Any] = {"stream": args.stream, "seed": args.seed}
     for key in ("domains", "setups"):
         if getattr(args, key) is not None:
             values[key] = getattr(args, key)
-    for pair in args.set:
-        if "=" not in pair:
-            raise ConfigError(f"--set expects key=value; got {pair!r}")
-        key, text = pair.split("=", 1)
-        key = key.strip().replace("-", "_")
-        values[key] = coerce_cli(MDLConfig, key, text.strip())
+    values.update(_parse_sets(args.set, lambda _key: MDLConfig))
     run_dir = run_mdl(out=args.out, run_name=args.run_name, progress=not args.no_progress, **values)
     r = load_mdl(run_dir)
     print(r["summary"].to_string(index=False, float_format=lambda v: f"{v:.3f}"))

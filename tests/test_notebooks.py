@@ -163,7 +163,7 @@ def test_a_real_browser_renders_the_report_figures(executed):
     shots = ROOT / "tests" / "artifacts"
     shots.mkdir(exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=exe, args=["--no-sandbox"])
+        browser = p.chromium.launch(executable_path=exe, args=["--no-sandbox", "--disable-background-networking"])
         page = browser.new_page()
         page.goto((out / "00_quickstart.html").as_uri())
         page.wait_for_function("document.querySelectorAll('div.plotly-graph-div .main-svg').length > 0", timeout=20000)
