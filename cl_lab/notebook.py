@@ -245,8 +245,40 @@ def run_methods(methods: Any, stream: Any, **run_kwargs: Any) -> dict[str, Any]:
     report_missing(missing)
     results = {}
     for name in available:
+        kw = dict(run_kwargs)
+        kw.setdefault("run_name", run_name(name, str(stream), kw.get("seed", 0), kw.get("epochs", 4), kw.get("n_tasks")))
         try:
-            results[name] = run(name, stream, **run_kwargs)
+            results[name] = run(name, stream, **kw)
         except TrainingDiverged as e:
             print(f"method {name!r} diverged and is left out: {e}")
     return results
+
+
+RUN_MIME = "application/x-cl-lab-run+json"
+
+
+def run_name(method: str, stream: str, seed: int, epochs: int, n_tasks: int | None = None,
+             backbone: str = "resnet8", **hyperparameters: Any) -> str:
+    """A run-directory name that differs whenever these settings differ, so notebooks sharing one
+    ``out_dir`` with other epochs or hyperparameters never collide with each other's runs."""
+    parts = [stream, method, backbone, f"seed{seed}", f"e{epochs}"]
+    if n_tasks is not None:
+        parts.append(f"n{n_tasks}")
+    parts += [f"{k}{v}" for k, v in sorted(hyperparameters.items())]
+    return "_".join(str(p) for p in parts)
+
+
+def record_run(result: Any) -> None:
+    """Put the run directory into the executed notebook (an output batch tools read back)."""
+    from IPython.display import display
+
+    display({RUN_MIME: {"run_dir": str(result.run_dir)}, "text/plain": f"run directory: {result.run_dir}"}, raw=True)
+
+
+def recorded_runs(notebook_file: Any) -> list[str]:
+    """The run directories a notebook recorded with ``record_run``."""
+    import nbformat
+
+    nb = nbformat.read(str(notebook_file), as_version=4)
+    return [o["data"][RUN_MIME]["run_dir"] for c in nb.cells if c.cell_type == "code"
+            for o in c.get("outputs", []) if RUN_MIME in o.get("data", {})]

@@ -18,7 +18,9 @@ import concurrent.futures as cf
 import html
 import itertools
 import json
+import multiprocessing
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,6 +89,9 @@ def to_html(notebook_file: Path, html_file: Path) -> None:
 
     nb = nbformat.read(notebook_file, as_version=4)
     body, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)
+    # the template loads require.js from a CDN; with it present plotly.js registers as an AMD
+    # module instead of ``window.Plotly`` and the static figures would not draw when online
+    body = re.sub(r'<script[^>]*require(\.min)?\.js[^>]*>\s*</script>', "", body)
     atomic_write_text(html_file, body)
 
 
@@ -300,7 +305,8 @@ def run_grid(grid_file: str | Path, out: str | Path = "reports/grid", workers: i
         jobs.append((name, notebook, params, out, threads, str(notebook_dir) if notebook_dir else None))
     if progress:
         print(f"grid: {len(jobs)} to run, {len(records)} already finished, {workers} worker(s)", flush=True)
-    with cf.ProcessPoolExecutor(max_workers=workers) as pool:
+    # spawn, not fork: the parent may hold ZeroMQ sockets from earlier kernels, which a fork must not copy
+    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         for rec in pool.map(_grid_job, jobs):
             records.append(rec)
             if progress:
@@ -316,39 +322,38 @@ def _grid_summary(spec: Mapping[str, Any], records: Sequence[dict[str, Any]], ou
                 for r in records]
     body = f"<p>notebook <code>{html.escape(spec['notebook'])}</code>, {len(records)} grid points, " \
            f"{sum(r['ok'] for r in records)} ok.</p>"
-    stats = _seed_stats(records, spec.get("seed_key", "seed"))
+    stats = _seed_stats(records, spec.get("seed_key", "seed"), out)
     if stats is not None and not stats.empty:
         body += "<h2>Across seeds (mean and standard deviation)</h2>" + stats.to_html(float_format=lambda v: f"{v:.3f}")
+    else:
+        body += "<p>No finished point recorded a run directory (the notebook calls <code>record_run</code>).</p>"
     body += "<h2>Runs</h2>" + _outcome_rows(outcomes)
     return _page("cl_lab grid summary", body)
 
 
-def _seed_stats(records: Sequence[dict[str, Any]], seed_key: str):
-    """Final metrics of each finished point's run directory, grouped over everything but the seed."""
+def _seed_stats(records: Sequence[dict[str, Any]], seed_key: str, out: Path):
+    """Final metrics of the runs each finished point recorded, grouped over everything but the seed."""
     import pandas as pd
 
+    from .notebook import recorded_runs
     from .results import load_metrics
 
     rows = []
     for r in records:
-        if not r["ok"] or "out_dir" not in r["params"]:
+        nb = out / f"{r['name']}.ipynb"
+        if not r["ok"] or not nb.exists():
             continue
-        try:
-            m = load_metrics(r["params"]["out_dir"])
-        except FileNotFoundError:
-            continue
-        p = r["params"]
-        hit = m[(m.method == p.get("method", m.method)) & (m.stream == p.get("stream", m.stream))
-                & (m.seed == p.get(seed_key, 0))]
-        if hit.empty:
-            continue
-        last = hit.sort_values("after_task").groupby("run").tail(1).iloc[-1]
-        rows.append({**{k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in p.items()
-                        if k not in (seed_key, "out_dir")},
-                     "avg_accuracy": last.avg_accuracy, "forgetting": last.forgetting, "bwt": last.bwt})
+        for run_dir in recorded_runs(nb):
+            m = load_metrics(run_dir)
+            if m.empty:
+                continue
+            last = m.sort_values("after_task").iloc[-1]
+            p = r["params"]
+            rows.append({**{k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in p.items()
+                            if k not in (seed_key, "out_dir")},
+                         "avg_accuracy": last.avg_accuracy, "forgetting": last.forgetting, "bwt": last.bwt})
     if not rows:
         return None
     df = pd.DataFrame(rows)
     group = [c for c in df.columns if c not in ("avg_accuracy", "forgetting", "bwt")]
-    agg = df.groupby(group, dropna=False)[["avg_accuracy", "forgetting", "bwt"]].agg(["mean", "std", "count"])
-    return agg
+    return df.groupby(group, dropna=False)[["avg_accuracy", "forgetting", "bwt"]].agg(["mean", "std", "count"])

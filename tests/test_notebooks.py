@@ -59,12 +59,17 @@ def test_notebook_executes_and_renders(name, executed):
     html = (out / f"{name}.html").read_text()
     assert "Traceback" not in html
     assert 'class="plotly-graph-div' in html, f"{name}: no figure in the report"
-    assert '<script src="plotly.min.js">' in html, f"{name}: figures must load plotly.js from next to the report"
+    assert 'src="plotly.min.js"' in html, f"{name}: figures must load plotly.js from next to the report"
+    assert "require.min.js" not in html, "require.js would hide window.Plotly from the static figures"
 
 
 def test_task_stream_notebook_writes_its_run_directory(executed):
     out, _ = executed
-    run = out / "runs" / "synth-mini_clr_resnet8_seed0"
+    from cl_lab.notebook import recorded_runs
+
+    [recorded] = recorded_runs(out / "01_task_stream.ipynb")
+    run = Path(recorded)
+    assert run.name == "synth-mini_clr_resnet8_seed0_e1_lr0.002" and run.parent == out / "runs"
     for f in ("config.json", "accuracy.csv", "metrics.csv", "costs.csv", "summary.json", "checkpoint.pt"):
         assert (run / f).exists(), f
     assert json.loads((run / "config.json").read_text())["method_config"]["lr"] == 0.002
