@@ -9,3 +9,17 @@ def train_steps(method, task, task_id, steps=3, batch=16):
     for s in range(steps):
         method.observe(x[s * batch:(s + 1) * batch], y[s * batch:(s + 1) * batch], task_id)
     method.end_task(task_id, task)
+
+
+def assert_same_after_training_both(a, b, task, task_id, probe, probe_id, seed=5):
+    """Train ``a`` and ``b`` on the same task from the same seed; their logits on ``probe`` must match."""
+    import torch
+
+    from cl_lab.train.runner import seed_everything
+
+    for m in (a, b):
+        seed_everything(seed)
+        train_steps(m, task, task_id)
+        m.eval()
+    x = probe.test.float_images()
+    assert torch.equal(a.predict(x, probe_id), b.predict(x, probe_id))

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import train_steps
+from helpers import assert_same_after_training_both, train_steps
 from torch import nn
 
 from cl_lab.methods import StreamInfo, get_method
@@ -176,11 +176,4 @@ def test_state_round_trips_mid_stream_and_training_continues_identically(method,
         x = mini[t].test.float_images()
         assert torch.equal(a.predict(x, t), b.predict(x, t))
     assert a.cost() == b.cost()
-    seed_everything(5)
-    train_steps(a, mini[2], 2)
-    seed_everything(5)
-    train_steps(b, mini[2], 2)
-    a.eval()
-    b.eval()
-    x = mini[0].test.float_images()
-    assert torch.equal(a.predict(x, 0), b.predict(x, 0))
+    assert_same_after_training_both(a, b, mini[2], 2, mini[0], 0)

@@ -4,7 +4,7 @@ import copy
 
 import pytest
 import torch
-from helpers import train_steps
+from helpers import assert_same_after_training_both, train_steps
 
 import cl_lab
 from cl_lab.config import ConfigError, build
@@ -127,14 +127,7 @@ def test_state_round_trip_mid_stream(name, mini):
         assert torch.equal(a.predict(x, t), b.predict(x, t))
     assert not any(p.requires_grad for p in b.parameters())
     assert a.cost() == b.cost()
-    seed_everything(5)
-    train_steps(a, mini[2], 2)
-    seed_everything(5)
-    train_steps(b, mini[2], 2)
-    a.eval()
-    b.eval()
-    x = mini[2].test.float_images()
-    assert torch.equal(a.predict(x, 2), b.predict(x, 2))
+    assert_same_after_training_both(a, b, mini[2], 2, mini[2], 2)
 
 
 @pytest.mark.parametrize("name", METHODS)
