@@ -269,10 +269,12 @@ def run_name(method: str, stream: str, seed: int, epochs: int, n_tasks: int | No
 
 
 def record_run(result: Any) -> None:
-    """Put the run directory into the executed notebook (an output batch tools read back)."""
+    """Put a run directory (a path, or a result with ``run_dir``) into the executed notebook,
+    as an output batch tools read back."""
     from IPython.display import display
 
-    display({RUN_MIME: {"run_dir": str(result.run_dir)}, "text/plain": f"run directory: {result.run_dir}"}, raw=True)
+    run_dir = getattr(result, "run_dir", result)
+    display({RUN_MIME: {"run_dir": str(run_dir)}, "text/plain": f"run directory: {run_dir}"}, raw=True)
 
 
 def recorded_runs(notebook_file: Any) -> list[str]:

@@ -28,7 +28,7 @@ from typing import Any, Mapping, Sequence
 
 from ._io import atomic_write_text
 from .config import ConfigError
-from .notebook import PLOTLY_JS, SPECS, STATIC_ENV
+from .notebook import PLOTLY_JS, SPECS, STATIC_ENV, recorded_runs
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 
@@ -185,7 +185,7 @@ def run_report_set(out: str | Path = "reports", only: Sequence[str] | None = Non
             params.setdefault("out_dir", runs)
         if name == "06_dashboard":
             params.setdefault("results_dir", runs)
-            params.setdefault("mdl_dir", _mdl_dir(out / "runs", REPORT_SET.get("04_mpnas", {})))
+            params.setdefault("mdl_dir", None)  # filled below from the run 04_mpnas recorded
         check_params(name, params)
         notebook_path(name, notebook_dir)
         plan.append((name, params))
@@ -193,6 +193,9 @@ def run_report_set(out: str | Path = "reports", only: Sequence[str] | None = Non
     write_plotly_js(out)
     outcomes = []
     for name, params in plan:
+        if name == "06_dashboard" and params["mdl_dir"] is None and (out / "04_mpnas.ipynb").exists():
+            mdl_runs = recorded_runs(out / "04_mpnas.ipynb")
+            params["mdl_dir"] = mdl_runs[-1] if mdl_runs else None
         if progress:
             print(f"{name}: executing", flush=True)
         o = execute(name, params, out / f"{name}.ipynb", out / f"{name}.html", cwd=out, notebook_dir=notebook_dir)
@@ -204,13 +207,6 @@ def run_report_set(out: str | Path = "reports", only: Sequence[str] | None = Non
             "Each link is a notebook executed by papermill and rendered to HTML.</p>" + _outcome_rows(outcomes))
     atomic_write_text(out / "index.html", _page("cl_lab reports", body))
     return outcomes
-
-
-def _mdl_dir(runs: Path, p: Mapping[str, Any]) -> str | None:
-    if not p:
-        return None
-    name = f"mdl-{p['stream']}-{p['domains']}-s{p['search_steps']}-e{p['train_epochs']}-seed{p.get('seed', 0)}"
-    return str(runs / name)
 
 
 # ----------------------------------------------------------------------------- grids
@@ -335,7 +331,6 @@ def _seed_stats(records: Sequence[dict[str, Any]], seed_key: str, out: Path):
     """Final metrics of the runs each finished point recorded, grouped over everything but the seed."""
     import pandas as pd
 
-    from .notebook import recorded_runs
     from .results import load_metrics
 
     rows = []

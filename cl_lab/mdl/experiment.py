@@ -102,13 +102,16 @@ class MDLConfig:
                            kernels=_ints(self.kernels, "kernels"), expansions=_ints(self.expansions, "expansions"))
 
     def search_settings(self, loss: str) -> SearchSettings:
-        return SearchSettings(self.search_steps, self.warmup_fraction, self.batch_size, self.val_batch_size,
-                              self.weight_lr, 4e-5, self.controller_lr, self.baseline_momentum, self.cost_beta,
-                              self.cost_target_ratio, self.cost_kind, loss, self.abdp_temperature, self.abdp_smoothing)
+        return SearchSettings(
+            steps=self.search_steps, warmup_fraction=self.warmup_fraction, batch_size=self.batch_size,
+            val_batch_size=self.val_batch_size, weight_lr=self.weight_lr, controller_lr=self.controller_lr,
+            baseline_momentum=self.baseline_momentum, cost_beta=self.cost_beta,
+            cost_target_ratio=self.cost_target_ratio, cost_kind=self.cost_kind, loss=loss,
+            abdp_temperature=self.abdp_temperature, abdp_smoothing=self.abdp_smoothing)
 
     def train_settings(self, loss: str) -> TrainSettings:
-        return TrainSettings(self.train_epochs, self.batch_size, self.train_lr, 4e-5, loss,
-                             self.abdp_temperature, self.abdp_smoothing)
+        return TrainSettings(epochs=self.train_epochs, batch_size=self.batch_size, lr=self.train_lr, loss=loss,
+                             abdp_temperature=self.abdp_temperature, abdp_smoothing=self.abdp_smoothing)
 
 
 class MDLRunError(RuntimeError):
