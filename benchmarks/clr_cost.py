@@ -34,6 +34,27 @@ def parameter_table(classes: int) -> pd.DataFrame:
     return pd.DataFrame(rows)[cols]
 
 
+def methods_table(classes: int) -> pd.DataFrame:
+    """Parameters stored for a task that is not the first (10-class head), per method and backbone."""
+    from cl_lab.methods import StreamInfo, get_method
+    from cl_lab.models.backbones import count_params
+
+    rows = []
+    for arch in ("resnet50", "resnet18", "resnet8"):
+        for name in ("ccll", "efts", "confit", "rcm", "clr"):
+            bb = build_backbone(arch)
+            n = count_params(bb)
+            cls = get_method(name)
+            m = cls(bb, cls.Config(), StreamInfo((classes, classes), ("a", "b")))
+            m.add_task(0, classes)
+            m.add_task(1, classes)
+            total = m.cost_breakdown(1)["total"] if hasattr(m, "cost_breakdown") else m.cost().task_params[1]
+            stats = m.cost().extra_bytes // 2 // 4 if name == "confit" else 0
+            rows.append({"backbone": arch, "method": name, "params": total, "pct": 100 * total / n,
+                         "stored_statistics": stats})
+    return pd.DataFrame(rows)
+
+
 def compute_table(backbone: str, epochs: int, repeats: int) -> pd.DataFrame:
     task = load_stream("synth-10")[0]
     stream = TaskStream("bench", [task])
@@ -68,6 +89,8 @@ def main() -> None:
     pd.set_option("display.width", 200)
     print(f"CLR parameters per task ({args.classes}-class head), % of the frozen backbone:")
     print(parameter_table(args.classes).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(f"\nPer-task storage of the per-task-module methods ({args.classes}-class head, a task after the first):")
+    print(methods_table(args.classes).to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     print(f"\nTraining compute on {args.backbone}, synth-10 task 1, normalised to SGD = 1:")
     print(compute_table(args.backbone, args.epochs, args.repeats).to_string(float_format=lambda v: f"{v:.3f}"))
 

@@ -65,6 +65,23 @@ def _positive_list(v: Any) -> str | None:
     return None
 
 
+def _bn_methods(v: Any) -> str | None:
+    from .methods import get_method
+
+    bad = [m for m in v if not isinstance(m, str)]
+    if bad:
+        return f"must be a list of method names; got {bad}"
+    for m in v:
+        try:
+            cls = get_method(m)
+        except ValueError as e:
+            return str(e)
+        if not cls.shared_backbone:
+            return f"{m!r} keeps per-task BN or a frozen backbone already; per-task statistics apply to methods " \
+                   "that train a shared backbone (sgd, ewc, online-ewc, si, lwf, er, derpp)"
+    return None
+
+
 def _method_hyperparameters(p: Mapping[str, Any]) -> str | None:
     from .config import ConfigError, build
     from .methods import get_method
@@ -128,6 +145,7 @@ SPECS: dict[str, dict[str, Spec]] = {
         "stream": Spec(_STR, "task stream", _streams),
         "methods": Spec(_LIST + _STR, "methods to run, or 'all'", _methods),
         "n_tasks": Spec((int, type(None)), "first n tasks only (None: all)"),
+        "bn_stats_methods": Spec(_LIST, "shared-backbone methods rerun with per-task BN statistics", _bn_methods),
         **_COMMON,
     },
     "06_dashboard": {
@@ -246,7 +264,9 @@ def run_methods(methods: Any, stream: Any, **run_kwargs: Any) -> dict[str, Any]:
     results = {}
     for name in available:
         kw = dict(run_kwargs)
-        kw.setdefault("run_name", run_name(name, str(stream), kw.get("seed", 0), kw.get("epochs", 4), kw.get("n_tasks")))
+        extra = {"bn_stats": kw["bn_stats"]} if kw.get("bn_stats", "shared") != "shared" else {}
+        kw.setdefault("run_name", run_name(name, str(stream), kw.get("seed", 0), kw.get("epochs", 4), kw.get("n_tasks"),
+                                           **extra))
         try:
             results[name] = run(name, stream, **kw)
         except TrainingDiverged as e:

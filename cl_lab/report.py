@@ -39,7 +39,7 @@ REPORT_SET: dict[str, dict[str, Any]] = {
     "01_task_stream": {"method": "clr", "stream": "synth-10", "n_tasks": 5, "epochs": 2},
     "02_clr": {"stream": "synth-10", "n_tasks": 5, "compare": ["sgd", "ewc", "lwf"], "ablation": True, "epochs": 2},
     "03_rescl": {"stream": "synth-10", "source": 0, "target": 1, "epochs": 1,
-                 "rescl_lambdas": [0.0, 1e-3], "lwf_alphas": [0.3, 3.0], "sgd_lrs": [0.001, 0.01]},
+                 "rescl_lambdas": [0.0, 0.5, 2.0], "lwf_alphas": [0.3, 3.0], "sgd_lrs": [0.001, 0.01]},
     "04_mpnas": {"stream": "synth-10", "domains": "3", "search_steps": 40, "train_epochs": 4, "max_train": 600},
     "05_baselines": {"stream": "synth-mini", "methods": "all", "epochs": 2},
     "06_dashboard": {},

@@ -1,4 +1,4 @@
-"""CCLL, EFTs and Confit: isolation, identity initialisation, frozen base, cost, checkpoints."""
+"""CCLL, EFTs and RCM: isolation, identity initialisation, frozen base, cost, checkpoints."""
 
 import copy
 
@@ -9,11 +9,11 @@ from helpers import assert_same_after_training_both, train_steps
 import cl_lab
 from cl_lab.config import ConfigError, build
 from cl_lab.methods import StreamInfo, get_method
-from cl_lab.methods.confit import ReparamConv
+from cl_lab.methods.rcm import ReparamConv
 from cl_lab.models import build_backbone, load_weights
 from cl_lab.train.runner import seed_everything
 
-METHODS = ["ccll", "efts", "confit"]
+METHODS = ["ccll", "efts", "rcm"]
 
 
 def _make(name, stream, **cfg):
@@ -74,15 +74,32 @@ def test_new_task_modules_start_as_the_identity(name, mini):
     torch.testing.assert_close(_features(m, x, 1), _features(m, x, 0), rtol=0, atol=1e-6)
 
 
+def test_efts_warm_start_each_task_from_the_previous_one(mini):
+    m = _make("efts", mini)
+    train_steps(m, mini[0], 0)
+    train_steps(m, mini[1], 1)
+    m.begin_task(2, mini[2])
+    for s in m.switches:
+        for (k, a), b in zip(s.task_module(2).state_dict().items(), s.task_module(1).state_dict().values()):
+            assert torch.equal(a, b), k
+    # task 2 did not start at the identity: task 1's trained point-wise weights came with it
+    assert any(torch.count_nonzero(s.task_module(2).point.weight) > 0 for s in m.adapters)
+    cold = _make("efts", mini, warm_start=False)
+    train_steps(cold, mini[0], 0)
+    train_steps(cold, mini[1], 1)
+    cold.begin_task(2, mini[2])
+    assert all(torch.count_nonzero(s.task_module(2).point.weight) == 0 for s in cold.adapters)
+
+
 @pytest.mark.parametrize("bank", ["svd", "weights"])
-def test_confit_reparameterisation_reproduces_the_pretrained_convs(bank, mini):
+def test_rcm_reparameterisation_reproduces_the_pretrained_convs(bank, mini):
     bb = build_backbone("resnet8")
     load_weights(bb, "shipped")
     bb.eval()
     x = mini[0].test.float_images()
     with torch.no_grad():
         ref = bb(x)
-    m = _make("confit", mini, bank=bank)
+    m = _make("rcm", mini, bank=bank)
     m.add_task(0, 4)
     torch.testing.assert_close(_features(m, x, 0), ref, rtol=1e-4, atol=1e-4)
     layer = next(a for a in m.adapters if isinstance(a, ReparamConv))
@@ -99,8 +116,10 @@ def test_costs_follow_the_module_definitions(mini):
     head = 64 * 4 + 4
     expected = {
         "ccll": sum(9 * c.out_channels + 1 + 2 * c.out_channels for c in convs),
-        "efts": sum(9 * c.out_channels * 8 + c.out_channels * 8 for c in convs if c.kernel_size == (3, 3)),
-        "confit": sum(c.out_channels * min(c.out_channels, c.weight[0].numel()) for c in convs),
+        # authors' defaults: after every conv, 8 channels per 3x3 group, 16 per 1x1 group, biases
+        "efts": sum(9 * c.out_channels * min(8, c.out_channels) + c.out_channels * min(16, c.out_channels)
+                    + 2 * c.out_channels for c in convs),
+        "rcm": sum(c.out_channels * min(c.out_channels, c.weight[0].numel()) for c in convs),
     }
     for name, adapters in expected.items():
         m = _make(name, mini)
@@ -138,7 +157,8 @@ def test_runner_zero_forgetting(name, tmp_path):
 
 
 @pytest.mark.parametrize("name,values", [("ccll", {"spatial_kernel": 2}), ("efts", {"kernel": 4}),
-                                         ("confit", {"bank": "qr"}), ("efts", {"gamma": -1})])
+                                         ("rcm", {"bank": "qr"}), ("efts", {"gamma": -1}),
+                                         ("confit", {"head_fraction": 0.6, "bn_fraction": 0.5})])
 def test_bad_hyperparameters_are_rejected(name, values):
     with pytest.raises(ConfigError) as e:
         build(get_method(name).Config, values, where=name)

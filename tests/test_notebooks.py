@@ -20,7 +20,8 @@ TINY = {
     "03_rescl": {"stream": "synth-mini", "epochs": 1, "rescl_lambdas": [0.0], "lwf_alphas": [1.0], "sgd_lrs": [0.01]},
     "04_mpnas": {"stream": "synth-mini", "domains": "3", "setups": "mpnas,mpnas-uniform,single-path",
                  "search_steps": 4, "train_epochs": 1, "max_train": 40},
-    "05_baselines": {"stream": "synth-mini", "methods": ["sgd", "er", "ccll"], "n_tasks": 2, "epochs": 1},
+    "05_baselines": {"stream": "synth-mini", "methods": ["sgd", "er", "ccll"], "n_tasks": 2, "epochs": 1,
+                     "bn_stats_methods": ["sgd"]},
 }
 
 

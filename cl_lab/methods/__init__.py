@@ -20,7 +20,8 @@ _REGISTRY: dict[str, str] = {
     "supsup": "cl_lab.methods.supsup:SupSup",
     "ccll": "cl_lab.methods.ccll:CCLL",
     "efts": "cl_lab.methods.efts:EFTs",
-    "confit": "cl_lab.methods.confit:Confit",
+    "confit": "cl_lab.methods.confit:ConFiT",
+    "rcm": "cl_lab.methods.rcm:RCM",
     "clr": "cl_lab.methods.clr:CLR",
     "rescl": "cl_lab.methods.rescl:ResCL",
 }

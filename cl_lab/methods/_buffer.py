@@ -100,7 +100,7 @@ class ReplayMethod(Method):
 
     def cost(self) -> Cost:
         c = super().cost()
-        c.extra_bytes = self.buffer.nbytes()
+        c.extra_bytes += self.buffer.nbytes()
         return c
 
     def get_extra_state(self) -> Any:

@@ -1,14 +1,27 @@
 """The method interface: every CL method is a ``Method`` subclass with a learning rule.
 
 The runner owns the loop, devices, evaluation and checkpoints; a method owns only
-``begin_task`` / ``observe`` / ``end_task`` / ``predict`` / ``cost``. Its state round-trips
-through ``checkpoint_state()`` / ``restore()`` so a run can resume after any task.
+``begin_task`` / ``loss`` (or ``observe``) / ``end_task`` / ``predict`` / ``cost``. Its state
+round-trips through ``checkpoint_state()`` / ``restore()`` so a run can resume after any task.
+
+Frozen networks that serve as targets (LwF's teacher, ResCL's source and fine-tuned
+target) are held in a ``Teacher``: it stays in eval mode whatever ``train()`` the runner
+calls, so its BatchNorm layers use and keep their running statistics, exactly as at test
+time.
+
+``bn_stats="per-task"`` (a runner option for the methods that train a shared backbone):
+after each task the backbone's BatchNorm running statistics are stored for that task and
+swapped in when that task is evaluated. The papers share one set of statistics
+(``"shared"``, the default); the difference shows how much of the measured forgetting is
+statistics drift rather than weight drift.
 """
 
 from __future__ import annotations
 
+import copy
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, Sequence
+from typing import Any, ClassVar, Iterator, Literal, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -59,12 +72,49 @@ class StreamInfo:
     task_names: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class TrainPlan:
+    """What the runner will do on the current task: epochs and optimiser steps per epoch."""
+
+    epochs: int
+    steps_per_epoch: int
+
+    @property
+    def steps(self) -> int:
+        return self.epochs * self.steps_per_epoch
+
+
+class Teacher(nn.Module):
+    """A frozen copy of networks that serve as targets: no gradients, always in eval mode.
+
+    ``teacher["backbone"]`` etc. give the copies. ``train()`` is a no-op, so a runner that
+    switches the learner to training mode leaves the teacher's BatchNorm layers on their
+    running statistics (which therefore never change).
+    """
+
+    def __init__(self, **modules: nn.Module):
+        super().__init__()
+        self.nets = nn.ModuleDict({k: freeze(copy.deepcopy(m)) for k, m in modules.items()})
+        super().train(False)
+
+    def train(self, mode: bool = True) -> Teacher:
+        return super().train(False)
+
+    def __getitem__(self, key: str) -> nn.Module:
+        return self.nets[key]
+
+
+BN_STATS = ("shared", "per-task")
+
+
 class Method(nn.Module):
     """Base class: a shared backbone plus one linear head per task, trained by SGD on CE."""
 
     name: ClassVar[str] = "base"
     Config: ClassVar[type] = OptimConfig
     pretrained_default: ClassVar[bool] = True
+    shared_backbone: ClassVar[bool] = True
+    """True for methods whose shared backbone keeps training (``bn_stats="per-task"`` applies)."""
 
     def __init__(self, backbone: Backbone, config: Any, stream: StreamInfo):
         super().__init__()
@@ -74,39 +124,124 @@ class Method(nn.Module):
         self.heads = MultiHead(backbone.out_dim)
         self.task_classes: list[int] = []
         self.optimizer: torch.optim.Optimizer | None = None
+        self.plan: TrainPlan | None = None
+        self.bn_stats = "shared"
+        self.bn_store = nn.Module()
+        self._steps = self._clipped = 0
+
+    def set_bn_stats(self, mode: str) -> None:
+        """``"shared"`` (the papers) or ``"per-task"``; set before any task is added."""
+        if mode not in BN_STATS:
+            raise ValueError(f"bn_stats={mode!r} is not allowed; use one of {list(BN_STATS)}")
+        if mode == "per-task" and not self.shared_backbone:
+            raise ValueError(f"bn_stats='per-task' applies to methods that train a shared backbone; "
+                             f"{self.name!r} keeps its own per-task BatchNorm or a frozen backbone already")
+        if self.task_classes:
+            raise RuntimeError("set_bn_stats must be called before the first task")
+        self.bn_stats = mode
+
+    def set_plan(self, plan: TrainPlan) -> None:
+        """Told by the runner before ``begin_task``: how many epochs and steps the task gets."""
+        self.plan = plan
+
+    def _backbone_bns(self) -> list[tuple[str, nn.modules.batchnorm._BatchNorm]]:
+        return [(k, m) for k, m in self.backbone.named_modules()
+                if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_mean is not None]
 
     def add_task(self, task_id: int, num_classes: int) -> None:
         """Grow the structure for a task (heads, adapters); also called when restoring."""
         self.heads.add(task_id, num_classes)
         self.task_classes.append(num_classes)
+        if self.bn_stats == "per-task":
+            for i, (_, bn) in enumerate(self._backbone_bns()):
+                self.bn_store.register_buffer(f"t{task_id}_{i}_mean", torch.zeros_like(bn.running_mean))
+                self.bn_store.register_buffer(f"t{task_id}_{i}_var", torch.ones_like(bn.running_var))
+
+    @torch.no_grad()
+    def store_bn_stats(self, task_id: int) -> None:
+        for i, (_, bn) in enumerate(self._backbone_bns()):
+            getattr(self.bn_store, f"t{task_id}_{i}_mean").copy_(bn.running_mean)
+            getattr(self.bn_store, f"t{task_id}_{i}_var").copy_(bn.running_var)
+
+    @contextmanager
+    def task_bn_stats(self, task_id: int) -> Iterator[None]:
+        """Within the block the backbone's BN layers hold task ``task_id``'s stored statistics."""
+        if self.bn_stats != "per-task" or not hasattr(self.bn_store, f"t{task_id}_0_mean"):
+            yield
+            return
+        bns = self._backbone_bns()
+        saved = [(bn.running_mean.clone(), bn.running_var.clone()) for _, bn in bns]
+        try:
+            with torch.no_grad():
+                for i, (_, bn) in enumerate(bns):
+                    bn.running_mean.copy_(getattr(self.bn_store, f"t{task_id}_{i}_mean"))
+                    bn.running_var.copy_(getattr(self.bn_store, f"t{task_id}_{i}_var"))
+            yield
+        finally:
+            with torch.no_grad():
+                for (_, bn), (m, v) in zip(bns, saved):
+                    bn.running_mean.copy_(m)
+                    bn.running_var.copy_(v)
+
+    def bn_stats_bytes(self) -> int:
+        return sum(b.numel() * b.element_size() for b in self.bn_store.buffers())
 
     def begin_task(self, task_id: int, task: Task) -> None:
         device = next(self.backbone.parameters()).device
         self.add_task(task_id, task.num_classes)
         self.to(device)
+        self._steps = self._clipped = 0
         self.optimizer = self.make_optimizer(self.trainable_parameters())
 
     def observe(self, x: Tensor, y: Tensor, task_id: int) -> float:
-        """One optimisation step on a batch of the current task; returns the loss."""
+        """One optimisation step on a batch of the current task; returns the loss.
+
+        zero_grad, ``loss``, backward, optional gradient-norm clipping (``max_grad_norm``
+        in a method's config; clipped steps are counted and reported per task), step,
+        ``after_step``.
+        """
         assert self.optimizer is not None
         self.optimizer.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(self(x, task_id), y) + self.penalty()
+        loss = self.loss(x, y, task_id)
         loss.backward()
         clip = getattr(self.cfg, "max_grad_norm", None)
         if clip:
-            torch.nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]], clip)
+            norm = torch.nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]], clip)
+            self._clipped += int(norm > clip)
+        self._steps += 1
         self.optimizer.step()
+        self.after_step()
         return float(loss.detach())
+
+    def task_loss(self, x: Tensor, y: Tensor, task_id: int) -> Tensor:
+        """Cross-entropy of the current task's head."""
+        return F.cross_entropy(self(x, task_id), y)
+
+    def loss(self, x: Tensor, y: Tensor, task_id: int) -> Tensor:
+        """The training objective on one batch: the task loss plus ``penalty()``."""
+        return self.task_loss(x, y, task_id) + self.penalty()
 
     def penalty(self) -> Tensor | float:
         """Extra regularisation added to the task loss (EWC, SI, ...). Zero here."""
         return 0.0
+
+    def after_step(self) -> None:
+        """Called after every optimiser step (proximal steps, path integrals)."""
+
+    def task_log(self) -> dict[str, float]:
+        """Diagnostics of the task just trained, written as extra columns of ``costs.csv``."""
+        out: dict[str, float] = {}
+        if getattr(self.cfg, "max_grad_norm", None):
+            out["clipped_fraction"] = self._clipped / max(1, self._steps)
+        return out
 
     def end_epoch(self, task_id: int, epoch: int, epochs: int) -> None:
         """Called after each of the runner's ``epochs`` epochs (0-based ``epoch``): LR schedules."""
 
     def end_task(self, task_id: int, task: Task) -> None:
         self.optimizer = None
+        if self.bn_stats == "per-task":
+            self.store_bn_stats(task_id)
 
     def forward(self, x: Tensor, task_id: int) -> Tensor:
         return self.heads(self.backbone(x), task_id)
@@ -114,7 +249,8 @@ class Method(nn.Module):
     @torch.no_grad()
     def predict(self, x: Tensor, task_id: int) -> Tensor:
         """Logits for task ``task_id`` (task identity given at test time)."""
-        return self(x, task_id)
+        with self.task_bn_stats(task_id):
+            return self(x, task_id)
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]
@@ -133,6 +269,7 @@ class Method(nn.Module):
             backbone_params=count_params(self.backbone),
             task_params=[self.head_params(i) for i in range(len(self.task_classes))],
             trainable_params=sum(p.numel() for p in self.trainable_parameters()),
+            extra_bytes=self.bn_stats_bytes(),
         )
 
     def checkpoint_state(self) -> dict[str, Any]:
@@ -151,6 +288,8 @@ class IsolatedMethod(Method):
     """Base of parameter-isolation methods: task t trains ``task_parameters(t)`` (plus any shared
     trainable weights), and those are frozen for good once the task ends."""
 
+    shared_backbone = False
+
     def task_parameters(self, task_id: int) -> list[nn.Parameter]:
         raise NotImplementedError
 
@@ -165,6 +304,7 @@ class IsolatedMethod(Method):
         self.to(device)
         for t in range(task_id):
             self.freeze_task(t)
+        self._steps = self._clipped = 0
         self.optimizer = self.make_optimizer(self.trainable_parameters())
 
     def end_task(self, task_id: int, task: Task) -> None:

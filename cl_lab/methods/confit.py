@@ -1,95 +1,227 @@
-"""Confit: reparameterised convolutions with a frozen filter bank and per-task modulators, task id given.
+"""ConFiT: continual fine-tuning with cross-convolution BN (Jie, Deng & Li, CVPR-W 2022, arXiv 2204.10535).
 
-Which work this is. The CLR paper (Ge et al., ICCV 2023) lists "Confit" among its
-dynamic-network baselines. From the sources we could read we could not pin its citation
-down with certainty; the closest match in that line of work, and our reading, is the
-reparameterised convolution of Kanakis et al., "Reparameterizing Convolutions for
-Incremental Multi-Task Learning without Task Interference" (ECCV 2020): each
-convolution of a pretrained network is split into a non-trainable shared *filter bank*
-and a small task-specific *modulator*, so a new task trains only its modulators (plus BN
-and head) and cannot disturb earlier tasks. If the citation turns out to be another
-work, this file is the one to replace; the README's method table says the same.
+The CLR paper's "Confit" baseline. One shared network is fine-tuned on every task in turn
+(a head per task); what it adds against representational shift:
 
-The method. For a conv with weight W (c_out x c_in x k x k), flatten it to
-``W = U S V^T`` (SVD, ``bank="svd"``, the paper's initialisation): the filter bank is the
-r = min(c_out, c_in*k*k) orthonormal filters V^T, frozen and shared, and each task's
-modulator is an r -> c_out 1x1 convolution initialised to U S, so a fresh task computes
-exactly the pretrained conv: ``conv(x; W) = M_t * (bank * x)`` with ``M_t = U S`` at the
-start. ``bank="weights"`` keeps W itself as the bank and starts the modulator at the
-identity (same function, a non-orthogonal bank). Every conv is reparameterised; BN and
-head are per task. The backbone is the runner's (the shipped source-pretrained ResNet-8
-by default) and is frozen from the first task on.
+1. **Hierarchical fine-tuning** (authors' code): within each task, only the head trains
+   for the first fifth of the epochs, then the BN affine parameters join until half of
+   the epochs, then every weight trains. With E epochs the phases start at epochs
+   ``max(1, round(E * head_fraction))`` and ``max(that, round(E * bn_fraction))`` (our
+   rounding for short schedules, which keeps at least one head-only epoch as the authors'
+   code does when E // 5 = 0; they use E // 5 and E // 2 at E = 50; ``head_fraction=0``
+   skips the head-only phase). Plain SGD,
+   lr 1e-2, no momentum, as in the authors' code.
+2. **Per-task BN** storage: after task t, every BN's affine parameters and running
+   statistics are stored for t, and so is the running mean of every conv's *input*
+   (per channel; for a stride-s conv one mean per s x s pixel phase, as the authors'
+   tracker does for its strided convs).
+3. **Cross-convolution BN** at test time: for an earlier task i the stored BN of task i is
+   used, except that the running mean of each BN that reads a conv is recomputed through
+   the *current* conv weights from task i's stored input mean (by linearity,
+   E[W * x] = W * E[x]): ``mu_i = mean(conv_now(E_i[x]))``. The variance is task i's
+   stored one. ``cross_conv_bn=False`` uses the stored means (per-task BN only).
 
-Cost per task: ``c_out * r`` modulator parameters per conv (at most 1/k^2 of the conv
-for k x k convs), plus BN and head.
+Which BN reads which conv is read from the traced graph (``models.graph``). Cost per task:
+BN affine parameters and head (``task_params``), BN statistics and conv-input means
+(``extra_bytes``); the shared network itself keeps training.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..config import param
-from ._adapters import ConvAdapterMethod, PerTask
-from .base import OptimConfig
+from ..config import ConfigError, param
+from ..data.task import Task
+from ..models.graph import conv_bn_pairs, set_submodule
+from .base import Cost, Method, OptimConfig
 
 
 @dataclass
-class ConfitConfig(OptimConfig):
-    lr: float = param(1e-3, "learning rate", gt=0)
-    optimizer: Literal["sgd", "adam"] = param("adam", "optimiser")
-    bank: Literal["svd", "weights"] = param("svd", "filter bank: orthonormal SVD filters (paper) or the conv weights")
+class ConFiTConfig(OptimConfig):
+    lr: float = param(0.01, "learning rate (authors' code: SGD 1e-2)", gt=0)
+    momentum: float = param(0.0, "SGD momentum (authors' code: none)", ge=0, lt=1)
+    head_fraction: float = param(0.2, "fraction of each task's epochs that train the head only", ge=0, le=1)
+    bn_fraction: float = param(0.5, "fraction of the epochs before every weight trains (head + BN until then)",
+                               ge=0, le=1)
+    cross_conv_bn: bool = param(True, "recompute earlier tasks' BN means through the current convs (paper)")
+    tracker_momentum: float = param(0.1, "EMA momentum of the conv-input mean trackers (as BN's)", gt=0, le=1)
+
+    def validate(self) -> None:
+        if self.bn_fraction < self.head_fraction:
+            raise ConfigError(f"confit: bn_fraction={self.bn_fraction} must be >= head_fraction={self.head_fraction}")
 
 
-class ReparamConv(PerTask):
-    """A conv split into a frozen filter bank and per-task 1x1 modulators (``tasks[t]``)."""
+class TrackedConv(nn.Module):
+    """A conv that, in training mode, keeps an EMA of its input's mean per channel and pixel phase."""
 
-    def __init__(self, conv: nn.Conv2d, bank: str = "svd"):
+    def __init__(self, conv: nn.Conv2d, momentum: float = 0.1):
         super().__init__()
-        if conv.groups != 1:
-            raise ValueError("confit: grouped convolutions cannot be reparameterised (groups must be 1)")
-        w = conv.weight.detach()
-        flat = w.reshape(w.shape[0], -1)
-        if bank == "svd":
-            u, s, vh = torch.linalg.svd(flat.double(), full_matrices=False)
-            filters, modulator = vh.float().reshape(-1, *w.shape[1:]), (u * s).float()
-        else:
-            filters, modulator = w.clone(), torch.eye(w.shape[0], dtype=w.dtype, device=w.device)
-        self.bank = nn.Conv2d(conv.in_channels, filters.shape[0], conv.kernel_size, conv.stride, conv.padding,
-                              conv.dilation, bias=False).to(w.device)
-        with torch.no_grad():
-            self.bank.weight.copy_(filters)
-        self.bank.weight.requires_grad_(False)
-        self.register_buffer("init_modulator", modulator[:, :, None, None].contiguous())
-        self.register_buffer("bias", None if conv.bias is None else conv.bias.detach().clone())
-        self.out_channels = conv.out_channels
-
-    def add(self, task_id: int) -> nn.Module:
-        m = nn.Conv2d(self.bank.out_channels, self.out_channels, 1, bias=False).to(self.init_modulator.device)
-        with torch.no_grad():
-            m.weight.copy_(self.init_modulator)
-        self.tasks[str(task_id)] = m
-        return m
+        self.conv = conv
+        self.momentum = momentum
+        s = conv.stride[0]
+        self.register_buffer("input_mean", torch.zeros(conv.in_channels, s, s, device=conv.weight.device))
+        self.register_buffer("input_hw", torch.zeros(2, dtype=torch.long, device=conv.weight.device))
 
     def forward(self, x: Tensor) -> Tensor:
-        z = self.bank(x)
-        weight = self.init_modulator if self.active is None else self.tasks[str(self.active)].weight
-        return F.conv2d(z, weight, self.bias)
+        if self.training:
+            with torch.no_grad():
+                s = self.input_mean.shape[1]
+                xs = x.detach().float()
+                mean = torch.stack([torch.stack([xs[:, :, i::s, j::s].mean((0, 2, 3)) for j in range(s)], 1)
+                                    for i in range(s)], 1)
+                self.input_mean.lerp_(mean, self.momentum)
+                self.input_hw.copy_(torch.tensor(x.shape[2:], device=self.input_hw.device))
+        return self.conv(x)
+
+    @torch.no_grad()
+    def output_mean(self, input_mean: Tensor) -> Tensor:
+        """Mean over positions of conv(constant map holding ``input_mean`` per phase)."""
+        h, w = (int(v) for v in self.input_hw)
+        s = input_mean.shape[1]
+        x = torch.zeros(1, input_mean.shape[0], h, w, device=input_mean.device, dtype=self.conv.weight.dtype)
+        for i in range(s):
+            for j in range(s):
+                x[0, :, i::s, j::s] = input_mean[:, i, j].view(-1, 1, 1).to(x.dtype)
+        return self.conv(x).mean((0, 2, 3))
 
 
-class Confit(ConvAdapterMethod):
-    """Frozen filter banks shared by all tasks; per task, 1x1 modulators, BN and head."""
+class ConFiT(Method):
+    """One continually fine-tuned network; per-task BN, recomputed through the current convs at test time."""
 
     name = "confit"
-    Config = ConfitConfig
-    base_task = False
+    Config = ConFiTConfig
+    shared_backbone = False
 
-    def adapts(self, conv: nn.Conv2d) -> bool:
-        return conv.groups == 1
+    def __init__(self, backbone, config, stream):
+        super().__init__(backbone, config, stream)
+        body = backbone.body
+        pairs = conv_bn_pairs(body)
+        self.trackers: list[tuple[TrackedConv, nn.modules.batchnorm._BatchNorm]] = []
+        for conv_name, bn_name in pairs.items():
+            tracked = TrackedConv(body.get_submodule(conv_name), config.tracker_momentum)
+            set_submodule(body, conv_name, tracked)
+            self.trackers.append((tracked, body.get_submodule(bn_name)))
+        self.bns = [m for m in backbone.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        if not self.bns:
+            raise ValueError(f"confit: the backbone {backbone.arch!r} has no BatchNorm layer")
+        self.store = nn.Module()
+        self.corrected: dict[int, list[Tensor]] = {}
 
-    def wrap_conv(self, conv: nn.Conv2d) -> ReparamConv:
-        return ReparamConv(conv, self.cfg.bank)
+    # -- per-task storage -------------------------------------------------------------------
+    def add_task(self, task_id: int, num_classes: int) -> None:
+        super().add_task(task_id, num_classes)
+        for i, bn in enumerate(self.bns):
+            for k in ("weight", "bias", "running_mean", "running_var"):
+                self.store.register_buffer(f"t{task_id}_bn{i}_{k}", torch.zeros_like(getattr(bn, k)))
+        for i, (tc, _) in enumerate(self.trackers):
+            self.store.register_buffer(f"t{task_id}_in{i}", torch.zeros_like(tc.input_mean))
+
+    def stored(self, task_id: int) -> bool:
+        return task_id < len(self.task_classes) - 1 or (task_id == len(self.task_classes) - 1 and self.optimizer is None)
+
+    @torch.no_grad()
+    def _save(self, task_id: int) -> None:
+        for i, bn in enumerate(self.bns):
+            for k in ("weight", "bias", "running_mean", "running_var"):
+                getattr(self.store, f"t{task_id}_bn{i}_{k}").copy_(getattr(bn, k))
+        for i, (tc, _) in enumerate(self.trackers):
+            getattr(self.store, f"t{task_id}_in{i}").copy_(tc.input_mean)
+
+    @torch.no_grad()
+    def corrected_means(self, task_id: int) -> list[Tensor]:
+        """Task ``task_id``'s BN running means, those after a conv recomputed through the current conv."""
+        if task_id not in self.corrected:
+            means = [getattr(self.store, f"t{task_id}_bn{i}_running_mean").clone() for i in range(len(self.bns))]
+            if self.cfg.cross_conv_bn:
+                index = {id(bn): i for i, bn in enumerate(self.bns)}
+                for k, (tc, bn) in enumerate(self.trackers):
+                    means[index[id(bn)]] = tc.output_mean(getattr(self.store, f"t{task_id}_in{k}")).to(means[0].dtype)
+            self.corrected[task_id] = means
+        return self.corrected[task_id]
+
+    def _bn_state(self, task_id: int) -> Iterator[tuple[nn.modules.batchnorm._BatchNorm, dict[str, Tensor]]]:
+        latest = task_id == len(self.task_classes) - 1
+        means = None if latest else self.corrected_means(task_id)
+        for i, bn in enumerate(self.bns):
+            state = {k: getattr(self.store, f"t{task_id}_bn{i}_{k}") for k in ("weight", "bias", "running_var")}
+            state["running_mean"] = getattr(self.store, f"t{task_id}_bn{i}_running_mean") if latest else means[i]
+            yield bn, state
+
+    @torch.no_grad()
+    def predict(self, x: Tensor, task_id: int) -> Tensor:
+        if not self.stored(task_id):
+            return self(x, task_id)
+        saved = [{k: getattr(bn, k).detach().clone() for k in ("weight", "bias", "running_mean", "running_var")}
+                 for bn in self.bns]
+        try:
+            for bn, state in self._bn_state(task_id):
+                for k, v in state.items():
+                    getattr(bn, k).copy_(v)
+            return self(x, task_id)
+        finally:
+            for bn, state in zip(self.bns, saved):
+                for k, v in state.items():
+                    getattr(bn, k).copy_(v)
+
+    # -- hierarchical fine-tuning -----------------------------------------------------------
+    def phase_starts(self, epochs: int) -> tuple[int, int]:
+        hf = self.cfg.head_fraction
+        bn_start = max(1, round(epochs * hf)) if hf > 0 else 0
+        return bn_start, max(bn_start, round(epochs * self.cfg.bn_fraction))
+
+    def set_phase(self, task_id: int, epoch: int) -> None:
+        """Head only, then head + BN affine, then every weight (the authors' schedule)."""
+        epochs = self.plan.epochs if self.plan is not None else 1
+        bn_start, all_start = self.phase_starts(epochs)
+        bn_params = {id(p) for bn in self.bns for p in bn.parameters()}
+        for p in self.backbone.parameters():
+            p.requires_grad_(epoch >= all_start or (epoch >= bn_start and id(p) in bn_params))
+            if not p.requires_grad:
+                p.grad = None
+
+    def begin_task(self, task_id: int, task: Task) -> None:
+        self.corrected = {}
+        device = next(self.backbone.parameters()).device
+        self.add_task(task_id, task.num_classes)
+        self.to(device)
+        self._steps = self._clipped = 0
+        params = [*self.backbone.parameters(), *self.heads.heads[str(task_id)].parameters()]
+        for p in params:
+            p.requires_grad_(True)
+        self.optimizer = self.make_optimizer(params)
+        self.set_phase(task_id, 0)
+
+    def end_epoch(self, task_id: int, epoch: int, epochs: int) -> None:
+        self.set_phase(task_id, epoch + 1)
+
+    def end_task(self, task_id: int, task: Task) -> None:
+        for p in self.backbone.parameters():
+            p.requires_grad_(True)
+        self._save(task_id)
+        self.corrected = {}
+        super().end_task(task_id, task)
+
+    def task_loss(self, x: Tensor, y: Tensor, task_id: int) -> Tensor:
+        return F.cross_entropy(self(x, task_id), y)
+
+    def restore(self, state: dict[str, Any]) -> None:
+        super().restore(state)
+        self.corrected = {}
+
+    def cost(self) -> Cost:
+        n = len(self.task_classes)
+        bn_affine = sum(p.numel() for bn in self.bns for p in bn.parameters())
+        stats = sum(bn.running_mean.numel() + bn.running_var.numel() for bn in self.bns)
+        means = sum(tc.input_mean.numel() for tc, _ in self.trackers)
+        return Cost(
+            backbone_params=sum(p.numel() for p in self.backbone.parameters()),
+            task_params=[bn_affine + self.head_params(i) for i in range(n)],
+            trainable_params=sum(p.numel() for p in self.backbone.parameters())
+            + (self.head_params(n - 1) if n else 0),
+            extra_bytes=4 * n * (stats + means),
+        )

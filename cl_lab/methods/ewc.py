@@ -45,8 +45,8 @@ class EWCConfig(OptimConfig):
     ewc_lambda: float = param(30.0, "strength lambda of the quadratic penalty", ge=0)
     fisher: Literal["empirical", "true"] = param("empirical", "labels for the Fisher: data ('empirical') or sampled")
     fisher_samples: int = param(256, "training examples used to estimate the Fisher", ge=1)
-    max_grad_norm: float | None = param(10.0, "clip the gradient norm (stability guard: a stiff penalty "
-                                              "lambda * F makes SGD diverge); None disables", gt=0)
+    max_grad_norm: float | None = param(None, "clip the gradient norm (a guard that changes the method when it "
+                                              "acts: the fraction of clipped steps is reported per task); None: off", gt=0)
 
 
 def fisher_diagonal(method: Method, task: Task, task_id: int, n: int, kind: str) -> dict[str, Tensor]:
@@ -103,7 +103,7 @@ class EWC(Method):
 
     def cost(self) -> Cost:
         c = super().cost()
-        c.extra_bytes = sum(t.numel() * t.element_size() for d in (*self.fishers, *self.anchors) for t in d.values())
+        c.extra_bytes += sum(t.numel() * t.element_size() for d in (*self.fishers, *self.anchors) for t in d.values())
         return c
 
     def get_extra_state(self) -> Any:

@@ -6,39 +6,75 @@ temperature T (default 2, as in the paper) and weight ``alpha`` (lambda_o, defau
 
     L = CE(new head) + alpha * sum_{old j} KL(softmax(y_j^rec / T) || softmax(y_j / T))
 
-The recorded responses come from a frozen eval-mode copy of the network taken when the
-task begins; inputs are not augmented, so this equals recording them once up front. We
-use the KL divergence, which differs from the paper's soft cross-entropy by the teacher's
-entropy (a constant): the same gradients, and exactly zero when nothing has changed.
-``reduction="sum"`` adds one term per old task, as the paper does; ``"mean"`` averages.
+The recorded responses come from a frozen copy of the network taken when the task begins
+(a ``Teacher``: always in eval mode, so its BatchNorm layers use the running statistics
+exactly as at test time); inputs are not augmented, so this equals recording them once up
+front. We use the KL divergence, which differs from the paper's soft cross-entropy by the
+teacher's entropy (a constant): the same gradients, and exactly zero when nothing has
+changed. ``reduction="sum"`` adds one term per old task, as the paper does; ``"mean"``
+averages.
+
+The paper's two training details, both parameters here with the paper's values as
+defaults: a *warm-up* (Sec. 3: the shared and old-task weights are frozen and the new head
+alone is trained first; ``warmup_epochs`` epochs of the new head on frozen, eval-mode
+features, 0 disables), and weight decay 5e-4 (``weight_decay``).
 """
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..config import param
 from ..data.task import Task
-from .base import Method, OptimConfig, freeze
+from .base import Method, OptimConfig, Teacher
 
 
 @dataclass
 class LwFConfig(OptimConfig):
+    weight_decay: float = param(5e-4, "L2 weight decay (paper: 5e-4)", ge=0)
     alpha: float = param(1.0, "weight lambda_o of the distillation loss", ge=0)
     temperature: float = param(2.0, "distillation temperature T", gt=0)
     reduction: Literal["sum", "mean"] = param("sum", "combine the old tasks' terms by sum (paper) or mean")
+    warmup_epochs: int = param(2, "epochs of training the new head alone on frozen features first (paper's "
+                                  "warm-up; 0 disables)", ge=0)
+    warmup_lr: float = param(0.05, "SGD learning rate of the warm-up", gt=0)
 
 
 def distillation(student: Tensor, teacher: Tensor, temperature: float) -> Tensor:
     """KL(softmax(teacher / T) || softmax(student / T)), averaged over the batch."""
     return F.kl_div(F.log_softmax(student / temperature, 1), F.log_softmax(teacher / temperature, 1),
                     reduction="batchmean", log_target=True)
+
+
+@torch.no_grad()
+def features(backbone: torch.nn.Module, task: Task, batch_size: int = 256) -> Tensor:
+    """Eval-mode features of a task's whole training split."""
+    device = next(backbone.parameters()).device
+    was = backbone.training
+    backbone.eval()
+    x = task.train.float_images()
+    out = torch.cat([backbone(x[b: b + batch_size].to(device)) for b in range(0, len(x), batch_size)])
+    backbone.train(was)
+    return out
+
+
+def warm_up_head(head: torch.nn.Linear, feats: Tensor, y: Tensor, epochs: int, lr: float,
+                 batch_size: int = 32) -> None:
+    """Train a linear head alone on fixed features (SGD, momentum 0.9)."""
+    opt = torch.optim.SGD(head.parameters(), lr=lr, momentum=0.9)
+    y = y.to(feats.device)
+    for _ in range(epochs):
+        perm = torch.randperm(len(y)).to(feats.device)
+        for b in range(0, len(y) - 1, batch_size):
+            idx = perm[b: b + batch_size]
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(head(feats[idx]), y[idx]).backward()
+            opt.step()
 
 
 class LwF(Method):
@@ -49,14 +85,14 @@ class LwF(Method):
 
     def __init__(self, backbone, config, stream):
         super().__init__(backbone, config, stream)
-        self.teacher: nn.Module | None = None
+        self.teacher: Teacher | None = None
 
     def begin_task(self, task_id: int, task: Task) -> None:
-        self.teacher = None
-        if task_id > 0:
-            self.teacher = freeze(copy.deepcopy(nn.ModuleDict({"backbone": self.backbone, "heads": self.heads})))
-            self.teacher.eval()
+        self.teacher = Teacher(backbone=self.backbone, heads=self.heads) if task_id > 0 else None
         super().begin_task(task_id, task)
+        if task_id > 0 and self.cfg.warmup_epochs:
+            warm_up_head(self.heads.heads[str(task_id)], features(self.backbone, task), task.train.labels(),
+                         self.cfg.warmup_epochs, self.cfg.warmup_lr)
 
     def distillation_loss(self, x: Tensor, feats: Tensor, task_id: int) -> Tensor:
         """The LwF term for the old heads (0 if there is no old task)."""
@@ -69,14 +105,9 @@ class LwF(Method):
         total = torch.stack(terms)
         return total.sum() if self.cfg.reduction == "sum" else total.mean()
 
-    def observe(self, x: Tensor, y: Tensor, task_id: int) -> float:
-        self.optimizer.zero_grad(set_to_none=True)
+    def loss(self, x: Tensor, y: Tensor, task_id: int) -> Tensor:
         feats = self.backbone(x)
-        loss = F.cross_entropy(self.heads(feats, task_id), y)
-        loss = loss + self.cfg.alpha * self.distillation_loss(x, feats, task_id)
-        loss.backward()
-        self.optimizer.step()
-        return float(loss.detach())
+        return F.cross_entropy(self.heads(feats, task_id), y) + self.cfg.alpha * self.distillation_loss(x, feats, task_id)
 
     def end_task(self, task_id: int, task: Task) -> None:
         self.teacher = None

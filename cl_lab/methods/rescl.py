@@ -12,13 +12,24 @@ For each new task t (t >= 1), with the current network as the frozen source:
    (+ ``ce_weight`` * CE, 0 by default, and L2 weight decay on target weights), where
    KD distils, at temperature T, the source network's outputs on the old heads and the
    fine-tuned target network's outputs on the new head. The L1 decay is applied as its
-   proximal step after each optimiser step (alpha <- sign(alpha) max(|alpha| - lr lambda, 0)),
+   proximal step after each optimiser step (alpha <- sign(alpha) max(|alpha| - step, 0)),
    so a strong decay sets alphas exactly to 0 instead of making them oscillate around it.
+   **Our reading of lambda's scale**: the paper gives lambda per dataset for its own
+   schedule; here ``rescl_lambda`` is the *total shrink budget* of the combination phase in
+   units of the alphas' starting magnitude (1/2): each of the phase's N optimiser steps
+   shrinks every alpha by ``rescl_lambda * 0.5 / N``. So 0 is no decay, 1 brings an alpha
+   that gets no gradient exactly to 0 by the end of the phase (the source network), and
+   the sweep 0 .. 4 runs from alphas at their start to alphas at zero whatever the number
+   of epochs, the batch size or the learning rate. (The equivalent raw L1 weight is
+   ``rescl_lambda * 0.5 / (N * lr)``.)
 4. Fold: each combined unit collapses into one conv with bias,
    ``W = (1 + alpha_s) a_s W_s + alpha_t a_t W_t`` and ``b = (1 + alpha_s) b_s + alpha_t b_t``
    per output channel, with (a, b) a unit's per-channel BN scale and shift (a = 1, b =
-   conv bias when there is no BN). The folded network has the original architecture
-   (BN folded into conv biases) and becomes the source for the next task.
+   conv bias when there is no BN). A BN that does not read a conv's output directly
+   (pre-activation ResNets, conv -> ReLU -> BN) is a unit of its own and folds into a fixed
+   per-channel affine map (``ChannelAffine``). The folded network has the original
+   architecture (BN folded into conv biases) and becomes the source for the next task.
+   Which BN belongs to which conv is read from the traced graph (``models.graph``).
 
 BatchNorm: each branch keeps its own BN. Task 0 trains normally and is then BN-folded, so
 every later source is BN-free. The target copy gets a fresh BN after each conv, calibrated
@@ -28,10 +39,13 @@ poorly here: 29% vs 45% target accuracy after 2 epochs on synth-10's textures). 
 combination phase every BN uses its running statistics (eval mode; affine parameters
 still train), so each unit is affine and folding is exact.
 
+The source network and the fine-tuned target serve as distillation targets inside a
+``Teacher``: frozen and in eval mode whatever mode the runner sets.
+
 Defaults and why: T = 2 (as LwF); both distillation weights 1 (the paper weighs source
-and target equally); lambda = 0.01 (a weak decay, so the default keeps both tasks;
-sweep it with ``cl_lab.rescl_tradeoff`` to trace the trade-off); fine-tuning for
-``finetune_epochs`` at ``finetune_lr`` with weight decay 5e-4.
+and target equally); ``rescl_lambda`` = 1 (see above; sweep it with
+``cl_lab.train.tradeoff`` or ``cl-lab tradeoff`` to trace the trade-off); fine-tuning for ``finetune_epochs`` at
+``finetune_lr`` with weight decay 5e-4.
 """
 
 from __future__ import annotations
@@ -46,14 +60,16 @@ from torch import Tensor, nn
 
 from ..config import param
 from ..data.task import Task
-from .base import Cost, Method, OptimConfig, fit_on_task, freeze
+from ..models.graph import conv_bn_pairs, set_submodule
+from .base import Cost, Method, OptimConfig, Teacher, fit_on_task, freeze
 from .lwf import distillation
 
 
 @dataclass
 class ResCLConfig(OptimConfig):
     weight_decay: float = param(5e-4, "L2 weight decay on target weights (fine-tuning and combination)", ge=0)
-    rescl_lambda: float = param(0.01, "L1 decay lambda on (alpha_s, alpha_t)", ge=0)
+    rescl_lambda: float = param(0.5, "L1 decay on (alpha_s, alpha_t) as a total shrink budget in units of the "
+                                     "alphas' start (0: none; 1: an idle alpha reaches 0 at the phase's end)", ge=0)
     temperature: float = param(2.0, "distillation temperature T", gt=0)
     source_weight: float = param(1.0, "weight of distilling the source net on the old heads", ge=0)
     target_weight: float = param(1.0, "weight of distilling the fine-tuned target net on the new head", ge=0)
@@ -88,9 +104,26 @@ class ConvBN(nn.Module):
         return self.bn(y)
 
 
+class ChannelAffine(nn.Module):
+    """``weight[c] * x[c] + bias[c]``: a folded BN that reads no conv's output directly (trainable)."""
+
+    def __init__(self, weight: Tensor, bias: Tensor):
+        super().__init__()
+        self.weight = nn.Parameter(weight.detach().clone())
+        self.bias = nn.Parameter(bias.detach().clone())
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
+
+
+UNIT_TYPES = (nn.Conv2d, nn.modules.batchnorm._BatchNorm, ChannelAffine)
+
+
 def unit_affine(unit: nn.Module) -> tuple[Tensor | None, Tensor, Tensor]:
     """(W, scale, shift) with unit(x) = scale * (W x) + shift per channel (W None for a BN-only unit)."""
     conv = bn = None
+    if isinstance(unit, ChannelAffine):
+        return None, unit.weight.detach(), unit.bias.detach()
     if isinstance(unit, nn.Conv2d):
         conv = unit
     elif isinstance(unit, nn.modules.batchnorm._BatchNorm):
@@ -100,7 +133,8 @@ def unit_affine(unit: nn.Module) -> tuple[Tensor | None, Tensor, Tensor]:
     elif isinstance(unit, nn.Sequential) and len(unit) == 2:
         conv, bn = unit[0], unit[1]
     else:
-        raise TypeError(f"a combination unit is a Conv2d, a BatchNorm2d or Sequential(conv, bn); got {unit}")
+        raise TypeError(f"a combination unit is a Conv2d, a BatchNorm2d, a ChannelAffine or Sequential(conv, bn); "
+                        f"got {unit}")
     channels = conv.out_channels if conv is not None else bn.num_features
     ref = conv.weight if conv is not None else bn.running_mean
     scale = torch.ones(channels, dtype=ref.dtype, device=ref.device)
@@ -116,7 +150,7 @@ def unit_affine(unit: nn.Module) -> tuple[Tensor | None, Tensor, Tensor]:
 
 
 def fold_unit(units: list[tuple[nn.Module, Tensor]]) -> nn.Module:
-    """Fold sum_k coef_k[c] * unit_k(x) into one conv with bias (or one BN for BN-only units)."""
+    """Fold sum_k coef_k[c] * unit_k(x) into one conv with bias (or a ``ChannelAffine`` for BN-only units)."""
     template = units[0][0]
     conv = template if isinstance(template, nn.Conv2d) else None
     if isinstance(template, nn.Sequential):
@@ -131,13 +165,7 @@ def fold_unit(units: list[tuple[nn.Module, Tensor]]) -> nn.Module:
         weight = term_w if weight is None else weight + term_w
         bias = coef * shift if bias is None else bias + coef * shift
     if conv is None:
-        bn = nn.BatchNorm2d(len(bias), eps=0.0).to(device=bias.device, dtype=bias.dtype)
-        with torch.no_grad():
-            bn.weight.copy_(weight)
-            bn.bias.copy_(bias)
-            bn.running_mean.zero_()
-            bn.running_var.fill_(1.0)
-        return bn.eval()
+        return ChannelAffine(weight, bias)
     out = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
                     conv.dilation, conv.groups, bias=True, padding_mode=conv.padding_mode)
     out = out.to(device=weight.device, dtype=weight.dtype)
@@ -147,10 +175,13 @@ def fold_unit(units: list[tuple[nn.Module, Tensor]]) -> nn.Module:
     return out
 
 
+ALPHA_INIT = 0.5
+
+
 class Combined(nn.Module):
     """``(1 + alpha_s) * source(x) + alpha_t * target(x)`` per output channel (ResCL Eq. 1)."""
 
-    def __init__(self, source: nn.Module, target: nn.Module, init: float = 0.5):
+    def __init__(self, source: nn.Module, target: nn.Module, init: float = ALPHA_INIT):
         super().__init__()
         self.source = freeze(source)
         self.target = target
@@ -173,60 +204,62 @@ class Combined(nn.Module):
         return fold_unit([(self.source, 1 + self.alpha_s.detach()), (self.target, self.alpha_t.detach())])
 
 
-def find_units(root: nn.Module) -> list[tuple[nn.Module, str, str | None]]:
-    """(parent, unit name, name of the BN that follows a bare conv or None), in forward-definition order.
+def find_units(root: nn.Module) -> list[tuple[str, str | None]]:
+    """(unit qualified name, qualified name of the BN folded into it or None), in definition order.
 
-    Units are convs (with the BN right after them), ConvBN and Combined modules, and BNs
-    that follow no conv; the search does not descend into a unit.
+    Units are convs (with the BN that reads only their output, from the traced graph),
+    ConvBN and Combined modules, and BNs / ChannelAffines that read no conv directly;
+    the search does not descend into a unit.
     """
-    found: list[tuple[nn.Module, str, str | None]] = []
+    pairs = conv_bn_pairs(root)
+    paired = set(pairs.values())
+    found: list[tuple[str, str | None]] = []
 
-    def visit(parent: nn.Module) -> None:
-        children = list(parent.named_children())
-        paired: set[str] = set()
-        for i, (name, m) in enumerate(children):
+    def visit(prefix: str, parent: nn.Module) -> None:
+        for name, m in parent.named_children():
+            q = f"{prefix}{name}"
             if isinstance(m, (nn.Conv2d, Combined, ConvBN)):
-                bn = None
-                if isinstance(m, nn.Conv2d) and i + 1 < len(children):
-                    nxt_name, nxt = children[i + 1]
-                    if isinstance(nxt, nn.modules.batchnorm._BatchNorm):
-                        bn = nxt_name
-                        paired.add(nxt_name)
-                found.append((parent, name, bn))
-            elif isinstance(m, nn.modules.batchnorm._BatchNorm):
-                if name not in paired:
-                    found.append((parent, name, None))
+                found.append((q, pairs.get(q) if isinstance(m, nn.Conv2d) else None))
+            elif isinstance(m, (nn.modules.batchnorm._BatchNorm, ChannelAffine)):
+                if q not in paired:
+                    found.append((q, None))
             else:
-                visit(m)
+                visit(q + ".", m)
 
-    visit(root)
+    visit("", root)
     return found
+
+
+def _unit(root: nn.Module, name: str, bn: str | None) -> nn.Module:
+    m = root.get_submodule(name)
+    return m if bn is None else nn.Sequential(m, root.get_submodule(bn))
 
 
 def fold_network(root: nn.Module) -> nn.Module:
     """Fold every unit of ``root`` in place: BN into conv biases, combined units into single convs."""
-    for parent, name, bn_name in find_units(root):
-        m = getattr(parent, name)
+    for name, bn_name in find_units(root):
+        m = root.get_submodule(name)
         if isinstance(m, Combined):
-            setattr(parent, name, m.fold())
+            set_submodule(root, name, m.fold())
         elif isinstance(m, nn.Conv2d) and bn_name is not None:
-            setattr(parent, name, fold_unit([(nn.Sequential(m, getattr(parent, bn_name)), torch.ones(m.out_channels))]))
-            setattr(parent, bn_name, nn.Identity())
+            set_submodule(root, name, fold_unit([(_unit(root, name, bn_name), torch.ones(m.out_channels))]))
+            set_submodule(root, bn_name, nn.Identity())
         elif isinstance(m, nn.modules.batchnorm._BatchNorm):
-            setattr(parent, name, fold_unit([(m, torch.ones(m.num_features))]))
+            set_submodule(root, name, fold_unit([(m, torch.ones(m.num_features))]))
     return root
 
 
 def combine_networks(source: nn.Module, target: nn.Module, init: float = 0.5) -> nn.Module:
     """A network with the source's structure whose every unit is Combined(source unit, target unit)."""
     combined = copy.deepcopy(source)
-    s_units, t_units, c_units = find_units(source), find_units(target), find_units(combined)
-    for (sp, sn, sb), (tp, tn, tb), (cp, cn, cb) in zip(s_units, t_units, c_units):
-        s_unit = getattr(sp, sn) if sb is None else nn.Sequential(getattr(sp, sn), getattr(sp, sb))
-        t_unit = getattr(tp, tn) if tb is None else nn.Sequential(getattr(tp, tn), getattr(tp, tb))
-        setattr(cp, cn, Combined(copy.deepcopy(s_unit), copy.deepcopy(t_unit), init))
-        if cb is not None:
-            setattr(cp, cb, nn.Identity())
+    s_units, t_units = find_units(source), find_units(target)
+    if [n for n, _ in s_units] != [n for n, _ in t_units]:
+        raise ValueError("source and target networks must have the same units")
+    for (name, sb), (_, tb) in zip(s_units, t_units):
+        unit = Combined(copy.deepcopy(_unit(source, name, sb)), copy.deepcopy(_unit(target, name, tb)), init)
+        set_submodule(combined, name, unit)
+        if sb is not None:
+            set_submodule(combined, sb, nn.Identity())
     return combined
 
 
@@ -239,6 +272,7 @@ class ResCL(Method):
 
     name = "rescl"
     Config = ResCLConfig
+    shared_backbone = False
 
     def __init__(self, backbone, config, stream):
         super().__init__(backbone, config, stream)
@@ -254,15 +288,14 @@ class ResCL(Method):
         if task_id == 0:
             self.optimizer = self.make_optimizer(self.trainable_parameters())
             return
-        source = freeze(copy.deepcopy(nn.ModuleDict({"backbone": self.backbone, "heads": self.heads}))).eval()
+        source = Teacher(backbone=self.backbone, heads=self.heads)
         target = copy.deepcopy(self.backbone)
         for p in target.parameters():
             p.requires_grad_(True)
         self._add_target_bn(target, task)
         fit_on_task(target, self.heads.heads[str(task_id)], task, self.cfg.finetune_epochs, self.cfg.finetune_lr,
                     self.cfg.weight_decay)
-        self.target_teacher = freeze(copy.deepcopy(nn.ModuleDict({"backbone": target, "head": self.heads.heads[str(task_id)]})))
-        self.target_teacher.eval()
+        self.target_teacher = Teacher(backbone=target, head=self.heads.heads[str(task_id)])
         self.source = source
         self.backbone.body = combine_networks(self.backbone.body, target.body)
         self.to(device)
@@ -281,11 +314,11 @@ class ResCL(Method):
     def _add_target_bn(self, target: nn.Module, task: Task) -> None:
         """Give every bare conv of the target copy its own BN, calibrated to start as the identity."""
         units = []
-        for parent, name, bn in find_units(target.body):
-            m = getattr(parent, name)
+        for name, bn in find_units(target.body):
+            m = target.body.get_submodule(name)
             if isinstance(m, nn.Conv2d) and bn is None:
                 unit = ConvBN(m)
-                setattr(parent, name, unit)
+                set_submodule(target.body, name, unit)
                 units.append(unit)
         device = next(target.parameters()).device
         x = task.train.float_images()[:256].to(device)
@@ -297,7 +330,10 @@ class ResCL(Method):
         for u in units:
             u.calibrating = False
 
-    def combination_loss(self, x: Tensor, y: Tensor, task_id: int) -> Tensor:
+    def loss(self, x: Tensor, y: Tensor, task_id: int) -> Tensor:
+        """Task 0: cross-entropy. Later tasks: distil the source (old heads) and the target (new head)."""
+        if task_id == 0:
+            return super().loss(x, y, task_id)
         c = self.cfg
         feats = self.backbone(x)
         logits = self.heads(feats, task_id)
@@ -312,33 +348,32 @@ class ResCL(Method):
             loss = loss + c.ce_weight * F.cross_entropy(logits, y)
         return loss
 
-    def observe(self, x: Tensor, y: Tensor, task_id: int) -> float:
-        if task_id == 0:
-            return super().observe(x, y, task_id)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss = self.combination_loss(x, y, task_id)
-        loss.backward()
-        self.optimizer.step()
-        self.l1_decay()
-        with torch.no_grad():
-            decay = self.cfg.rescl_lambda * sum(p.abs().sum() for p in alphas(self.backbone))
-        return float(loss.detach() + decay)
+    def shrink_per_step(self) -> float:
+        """How far one proximal step moves each alpha towards 0 (see the module docstring)."""
+        steps = self.plan.steps if self.plan is not None else 1
+        return self.cfg.rescl_lambda * ALPHA_INIT / max(1, steps)
 
     @torch.no_grad()
-    def l1_decay(self) -> None:
-        """Proximal step of lambda * ||alpha||_1: shrink every alpha towards 0 by lr * lambda, stop at 0."""
-        group = self.optimizer.param_groups[-1]
-        step = group["lr"] * self.cfg.rescl_lambda
-        for p in group["params"]:
+    def after_step(self) -> None:
+        """Proximal step of the L1 decay: shrink every alpha towards 0, stop at 0."""
+        if self.source is None:
+            return
+        step = self.shrink_per_step()
+        for p in self.optimizer.param_groups[-1]["params"]:
             p.copy_(p.sign() * (p.abs() - step).clamp_min(0))
+
+    def task_log(self) -> dict[str, float]:
+        return dict(self.alpha_history[-1]) if self.alpha_history and self.alpha_history[-1]["task"] == \
+            len(self.task_classes) - 1 else {}
 
     def end_task(self, task_id: int, task: Task) -> None:
         a = [m for m in self.backbone.modules() if isinstance(m, Combined)]
         if a:
+            s_, t_ = torch.cat([m.alpha_s.detach().abs() for m in a]), torch.cat([m.alpha_t.detach().abs() for m in a])
             self.alpha_history.append({
                 "task": task_id,
-                "mean_abs_alpha_s": float(torch.cat([m.alpha_s.detach().abs() for m in a]).mean()),
-                "mean_abs_alpha_t": float(torch.cat([m.alpha_t.detach().abs() for m in a]).mean()),
+                "mean_abs_alpha_s": float(s_.mean()), "mean_abs_alpha_t": float(t_.mean()),
+                "alpha_t_zero_fraction": float((t_ == 0).float().mean()),
             })
         fold_network(self.backbone.body)
         for p in self.backbone.parameters():

@@ -28,6 +28,7 @@ class SGDLL(Method):
 
     name = "sgd-ll"
     Config = SGDLLConfig
+    shared_backbone = False
 
     def __init__(self, backbone, config, stream):
         super().__init__(backbone, config, stream)

@@ -94,7 +94,7 @@ class SI(Method):
 
     def cost(self) -> Cost:
         c = super().cost()
-        c.extra_bytes = sum(t.numel() * t.element_size() for d in (self.importance, self.anchor) for t in d.values())
+        c.extra_bytes += sum(t.numel() * t.element_size() for d in (self.importance, self.anchor) for t in d.values())
         return c
 
     def get_extra_state(self) -> Any:

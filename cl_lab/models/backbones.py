@@ -90,6 +90,62 @@ class CifarResNet(nn.Module):
         return self.pool(self.layer3(self.layer2(self.layer1(x))))
 
 
+class PreActBlock(nn.Module):
+    """The pre-activation residual block of He et al. (ECCV 2016): BN-ReLU-conv, twice.
+
+    ResCL's paper uses pre-activation ResNets; here a BN reads the block input (not a
+    conv's output), so a BN can stand on its own as a linear unit.
+    """
+
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(cin)
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.relu = nn.ReLU()
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or cin != cout:
+            self.shortcut = nn.Conv2d(cin, cout, 1, stride, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.relu(self.bn1(x))
+        shortcut = self.shortcut(out) if not isinstance(self.shortcut, nn.Identity) else x
+        out = self.conv1(out)
+        out = self.conv2(self.relu(self.bn2(out)))
+        return out + shortcut
+
+
+class PreActCifarResNet(nn.Module):
+    """Pre-activation ResNet-(6n+2) for 32x32 inputs: 3x3 stem, three stages, final BN-ReLU, global pool."""
+
+    def __init__(self, depth: int = 8, width: int = 16):
+        super().__init__()
+        if depth < 8 or (depth - 2) % 6:
+            raise ValueError(f"CIFAR ResNet depth must be 6n+2 with n >= 1 (8, 14, 20, 32, ...); got {depth}")
+        n = (depth - 2) // 6
+        self.conv1 = nn.Conv2d(3, width, 3, 1, 1, bias=False)
+        layers, cin = [], width
+        for i, w in enumerate((width, 2 * width, 4 * width)):
+            blocks = []
+            for j in range(n):
+                blocks.append(PreActBlock(cin, w, 2 if (j == 0 and i > 0) else 1))
+                cin = w
+            layers.append(nn.Sequential(*blocks))
+        self.layer1, self.layer2, self.layer3 = layers
+        self.bn = nn.BatchNorm2d(cin)
+        self.relu = nn.ReLU()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.out_dim = cin
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.layer3(self.layer2(self.layer1(self.conv1(x))))
+        return self.pool(self.relu(self.bn(x)))
+
+
 CIFAR_MEAN, CIFAR_STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -97,6 +153,11 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 def cifar_resnet(depth: int = 8, width: int = 16) -> Backbone:
     body = CifarResNet(depth, width)
     return Backbone(body, body.out_dim, Normalize(CIFAR_MEAN, CIFAR_STD), arch=f"resnet{depth}-w{width}")
+
+
+def preact_cifar_resnet(depth: int = 8, width: int = 16) -> Backbone:
+    body = PreActCifarResNet(depth, width)
+    return Backbone(body, body.out_dim, Normalize(CIFAR_MEAN, CIFAR_STD), arch=f"preact-resnet{depth}-w{width}")
 
 
 def torchvision_resnet(arch: str) -> Backbone:
@@ -132,6 +193,8 @@ BACKBONES = {
     "resnet14": lambda: cifar_resnet(14, 16),
     "resnet20": lambda: cifar_resnet(20, 16),
     "resnet8-w32": lambda: cifar_resnet(8, 32),
+    "preact-resnet8": lambda: preact_cifar_resnet(8, 16),
+    "preact-resnet20": lambda: preact_cifar_resnet(20, 16),
     "resnet18": lambda: torchvision_resnet("resnet18"),
     "resnet50": lambda: torchvision_resnet("resnet50"),
 }

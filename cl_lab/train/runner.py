@@ -23,6 +23,7 @@ from ..config import ConfigError, build, param
 from ..data.streams import load_stream
 from ..data.task import Task, TaskStream
 from ..methods import Method, StreamInfo, get_method
+from ..methods.base import TrainPlan
 from ..models.backbones import BACKBONES, Backbone, build_backbone
 from ..models.weights import load_weights, shipped_checkpoints
 
@@ -54,6 +55,10 @@ class RunConfig:
     n_tasks: int | None = param(None, "train only the first n tasks of the stream", ge=1)
     device: str = param("auto", "'auto' (CUDA when present), 'cpu', 'cuda' or 'cuda:N'")
     amp: bool = param(False, "bfloat16 autocast (CUDA only)")
+    bn_stats: Literal["shared", "per-task"] = param(
+        "shared", "BatchNorm running statistics of a trained shared backbone: one set (papers) or stored per task")
+    eval_split: Literal["test", "val"] = param(
+        "test", "split the accuracy matrix is measured on ('val' for choosing hyperparameters)")
     out: str = param("runs", "directory that holds run directories")
     run_name: str | None = param(None, "run directory name (default: stream_method_backbone_seedN)")
     resume: bool = param(True, "resume an interrupted run in the same directory")
@@ -148,7 +153,8 @@ def _stream_record(stream: TaskStream) -> dict[str, Any]:
             "tasks": [t.describe() for t in stream.tasks]}
 
 
-COMPARED = ("method", "method_config", "backbone", "pretrained", "epochs", "batch_size", "seed", "stream")
+COMPARED = ("method", "method_config", "backbone", "pretrained", "epochs", "batch_size", "seed", "stream",
+            "bn_stats", "eval_split")
 
 
 def _load_checkpoint(path: Path, method_name: str, stream_hash: str) -> dict[str, Any]:
@@ -211,13 +217,18 @@ def _bar(iterable, progress: bool, **kw):
     return tqdm(iterable, mininterval=0.5, **kw)
 
 
+def batch_starts(n: int, batch_size: int) -> list[int]:
+    """Start index of every training mini-batch (a last batch of one image is dropped: BN needs two)."""
+    return [b for b in range(0, n, batch_size) if min(batch_size, n - b) >= 2]
+
+
 def train_task(method: Method, task: Task, task_id: int, cfg: RunConfig, device: torch.device,
                generator: torch.Generator) -> dict[str, float]:
     """Run ``cfg.epochs`` epochs of ``method.observe`` over the task's training split."""
     x_all = task.train.float_images().to(device)
     y_all = task.train.labels().to(device)
     n, bs = len(y_all), cfg.batch_size
-    starts = [b for b in range(0, n, bs) if min(bs, n - b) >= 2]
+    starts = batch_starts(n, bs)
     method.train()
     losses: list[float] = []
     t0 = time.perf_counter()
@@ -294,6 +305,11 @@ def run(method: str = "sgd", stream: str | TaskStream = "synth-10", *, backbone:
         if cfg.n_tasks > len(ts):
             raise ConfigError(f"run: n_tasks={cfg.n_tasks} but stream {ts.name!r} has only {len(ts)} tasks")
         ts = ts.subset(cfg.n_tasks)
+    if cfg.eval_split == "val":
+        missing = [t.name for t in ts if t.val is None or len(t.val) == 0]
+        if missing:
+            raise ConfigError(f"run: eval_split='val' but task(s) {missing} have no validation split; "
+                              "give them one (Task.from_tensors(..., val_fraction=0.1)) or use eval_split='test'")
 
     device = resolve_device(cfg.device)
     seed_everything(cfg.seed)
@@ -319,6 +335,10 @@ def run(method: str = "sgd", stream: str | TaskStream = "synth-10", *, backbone:
     start, R, costs = 0, np.full((len(ts), len(ts)), np.nan), []
     info = StreamInfo(tuple(t.num_classes for t in ts), tuple(t.name for t in ts))
     learner: Method = method_cls(bb, mcfg, info).to(device)
+    try:
+        learner.set_bn_stats(cfg.bn_stats)
+    except ValueError as e:
+        raise ConfigError(f"run: {e}") from None
 
     ckpt_path = run_dir / "checkpoint.pt"
     if (run_dir / "config.json").exists():
@@ -355,6 +375,7 @@ def run(method: str = "sgd", stream: str | TaskStream = "synth-10", *, backbone:
         task = ts[i]
         seed_everything(_derive(cfg.seed, i))
         gen = torch.Generator().manual_seed(_derive(cfg.seed, i, 1))
+        learner.set_plan(TrainPlan(cfg.epochs, len(batch_starts(len(task.train), cfg.batch_size))))
         learner.begin_task(i, task)
         probe_n = min(cfg.batch_size, len(task.train))
         xb = task.train.float_images()[:probe_n].to(device)
@@ -364,7 +385,7 @@ def run(method: str = "sgd", stream: str | TaskStream = "synth-10", *, backbone:
         learner.end_task(i, task)
         t0 = time.perf_counter()
         for j in range(i + 1):
-            R[i, j] = evaluate(learner, ts[j], j, device, cfg.eval_batch_size, amp=cfg.amp)
+            R[i, j] = evaluate(learner, ts[j], j, device, cfg.eval_batch_size, split=cfg.eval_split, amp=cfg.amp)
         eval_seconds = time.perf_counter() - t0
         c = learner.cost()
         costs.append({
@@ -375,6 +396,7 @@ def run(method: str = "sgd", stream: str | TaskStream = "synth-10", *, backbone:
             "train_macs_per_image": train_macs, "infer_macs_per_image": infer_macs,
             "train_seconds": log["train_seconds"], "eval_seconds": eval_seconds,
             "images_per_second": log["images_per_second"], "final_loss": log["final_loss"],
+            **learner.task_log(),
         })
         atomic_torch_save(ckpt_path, {"format": CHECKPOINT_FORMAT, "method": method_cls.name,
                                       "stream_hash": ts.content_hash(), "completed": i,

@@ -19,7 +19,7 @@ from ..data.task import TaskStream
 from .runner import run
 
 DEFAULT_SWEEPS: dict[str, tuple[str, tuple[float, ...]]] = {
-    "rescl": ("rescl_lambda", (0.0, 0.03, 0.1, 0.3, 1.0)),
+    "rescl": ("rescl_lambda", (0.0, 0.25, 0.5, 0.75, 1.0, 2.0)),
     "lwf": ("alpha", (0.0, 0.3, 1.0, 3.0, 10.0)),
     "sgd": ("lr", (0.001, 0.003, 0.01, 0.03)),
 }
@@ -27,8 +27,15 @@ DEFAULT_SWEEPS: dict[str, tuple[str, tuple[float, ...]]] = {
 
 def tradeoff(stream: str | TaskStream = "synth-10", source: int = 0, target: int = 1, *, out: str = "runs",
              name: str | None = None, sweeps: dict[str, tuple[str, Sequence[float]]] | None = None,
-             desired_targets: Sequence[float] = (0.5, 0.6, 0.7), **run_kwargs: Any):
-    """Run every sweep point and return (curve DataFrame, metrics DataFrame)."""
+             desired_targets: Sequence[float] = (0.5, 0.6, 0.7),
+             method_kwargs: dict[str, dict[str, Any]] | None = None, **run_kwargs: Any):
+    """Run every sweep point and return (curve DataFrame, metrics DataFrame).
+
+    ``run_kwargs`` go to every run (runner settings such as ``epochs``);
+    ``method_kwargs[method]`` to that method's runs only. ResCL's rows also carry the mean
+    absolute alphas at the end of the combination phase (``alpha_history``), so the curve
+    can be read next to how far the decay moved them.
+    """
     import pandas as pd
 
     ts = load_stream(stream) if isinstance(stream, str) else stream
@@ -42,9 +49,15 @@ def tradeoff(stream: str | TaskStream = "synth-10", source: int = 0, target: int
     rows = []
     for method, (knob, values) in (sweeps or DEFAULT_SWEEPS).items():
         for v in values:
-            r = run(method, pair, out=str(root / "points"), run_name=f"{method}_{knob}{v:g}", **{knob: v}, **run_kwargs)
-            rows.append({"method": method, "knob": knob, "value": v, "source_acc": float(r.R[1, 0]),
-                         "target_acc": float(r.R[1, 1]), "source_alone": float(r.R[0, 0])})
+            extra = (method_kwargs or {}).get(method, {})
+            r = run(method, pair, out=str(root / "points"), run_name=f"{method}_{knob}{v:g}", **{knob: v},
+                    **run_kwargs, **extra)
+            row = {"method": method, "knob": knob, "value": v, "source_acc": float(r.R[1, 0]),
+                   "target_acc": float(r.R[1, 1]), "source_alone": float(r.R[0, 0])}
+            last = r.costs.iloc[-1]
+            for k in ("mean_abs_alpha_s", "mean_abs_alpha_t"):
+                row[k] = float(last[k]) if k in last else float("nan")
+            rows.append(row)
     curve = pd.DataFrame(rows)
     curve["average"] = (curve.source_acc + curve.target_acc) / 2
     summary = []

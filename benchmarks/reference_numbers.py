@@ -1,0 +1,225 @@
+"""Re-measure the README's reference tables over seeds and rewrite them (mean +/- std).
+
+Every number the README states about method accuracy comes from this script:
+
+- ``main``: the whole synth-10 stream (10 tasks) for the frozen-backbone and per-task-module
+  methods and SGD;
+- ``baselines``: the first five synth-10 tasks for the shared-backbone baselines, each
+  with the papers' shared BatchNorm statistics and with per-task statistics
+  (``bn_stats="per-task"``), which separates weight drift from statistics drift;
+- ``tradeoff``: ResCL's fair comparison on shapes -> textures (``cl_lab.train.tradeoff``).
+
+Each configuration runs once per seed as an ordinary run directory under ``--out`` (a
+rerun skips what finished), in ``--workers`` processes of one thread each (results depend
+on the thread count; it is recorded in the tables). Then the tables are written to
+``benchmarks/results/reference.md`` and, with ``--readme``, replace the blocks between
+``<!-- reference:NAME -->`` markers in README.md. The last line printed is JSON.
+
+    python benchmarks/reference_numbers.py --part all --seeds 0 1 2 --workers 2 --readme
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+EPOCHS = 4
+
+# (label, method, kwargs): labels are the README's row names
+MAIN = [
+    ("SGD", "sgd", {}),
+    ("SGD-LL (shared last layer)", "sgd-ll", {}),
+    ("CLR (shipped backbone)", "clr", {}),
+    ("CCLL", "ccll", {}),
+    ("EFTs", "efts", {}),
+    ("ConFiT", "confit", {}),
+    ("RCM (reparameterised convs)", "rcm", {}),
+]
+BASELINES = [
+    ("SGD", "sgd", {}),
+    ("EWC", "ewc", {}),
+    ("online EWC", "online-ewc", {}),
+    ("SI", "si", {}),
+    ("LwF", "lwf", {}),
+    ("ER (200 examples)", "er", {}),
+    ("DER++ (200 examples)", "derpp", {}),
+]
+BN_COMPARED = ("sgd", "lwf")
+TRADEOFF_SWEEPS = {"rescl": ("rescl_lambda", (0.0, 0.5, 1.0, 2.0)), "lwf": ("alpha", (0.3, 1.0, 3.0)),
+                   "sgd": ("lr", (0.001, 0.01))}
+
+
+def _name(label: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", label).strip("-").lower()
+
+
+def jobs(part: str, seeds: list[int]) -> list[dict]:
+    out = []
+    if part in ("main", "all"):
+        for label, method, kw in MAIN:
+            for s in seeds:
+                out.append({"table": "main", "label": label, "method": method, "seed": s,
+                            "kwargs": {**kw, "epochs": EPOCHS}, "run_name": f"main_{_name(label)}_s{s}"})
+    if part in ("baselines", "all"):
+        for label, method, kw in BASELINES:
+            for bn in ("shared", "per-task") if method in BN_COMPARED else ("shared",):
+                for s in seeds:
+                    out.append({"table": "baselines", "label": label, "method": method, "seed": s, "bn_stats": bn,
+                                "kwargs": {**kw, "epochs": EPOCHS, "n_tasks": 5, "bn_stats": bn},
+                                "run_name": f"base_{_name(label)}_{bn}_s{s}"})
+    if part in ("tradeoff", "all"):
+        for s in seeds:
+            out.append({"table": "tradeoff", "label": "tradeoff", "method": "tradeoff", "seed": s, "kwargs": {},
+                        "run_name": f"tradeoff_s{s}"})
+    return out
+
+
+def _work(job: dict, out: str) -> dict:
+    import torch
+
+    torch.set_num_threads(1)
+    import cl_lab
+    from cl_lab.train.tradeoff import tradeoff
+
+    t0 = time.perf_counter()
+    if job["method"] == "tradeoff":
+        curve, table = tradeoff("synth-10", 0, 1, out=out, name=job["run_name"], epochs=2,
+                                             seed=job["seed"], progress=False, sweeps=TRADEOFF_SWEEPS,
+                                             method_kwargs={"rescl": {"finetune_epochs": 2}})
+        return {**job, "curve": curve.to_dict("records"), "metrics": table.to_dict("records"),
+                "seconds": time.perf_counter() - t0}
+    r = cl_lab.run(job["method"], "synth-10", out=out, run_name=job["run_name"], seed=job["seed"], progress=False,
+                   **job["kwargs"])
+    c = r.costs
+    s = r.summary()
+    return {**job, "avg_accuracy": s["avg_accuracy"], "bwt": s["bwt"], "forgetting": s["forgetting"],
+            "first_task_final": float(r.R[-1, 0]),
+            "task_pct_min": float(c.task_params_pct.min()), "task_pct_max": float(c.task_params_pct.max()),
+            "extra_mb": float(c.extra_bytes.iloc[-1]) / 1e6, "seconds": time.perf_counter() - t0}
+
+
+def _ms(values) -> str:
+    import numpy as np
+
+    v = np.asarray(list(values), dtype=float)
+    return f"{v.mean():.3f} +/- {v.std(ddof=1) if len(v) > 1 else 0.0:.3f}"
+
+
+def tables(results: list[dict], seeds: list[int]) -> dict[str, str]:
+    import pandas as pd
+
+    out: dict[str, str] = {}
+    note = f"{len(seeds)} seeds ({', '.join(map(str, seeds))}), mean +/- std, one thread per run, {EPOCHS} epochs per task"
+    df = pd.DataFrame([r for r in results if r["table"] == "main"])
+    if len(df):
+        rows = ["| synth-10, 10 tasks | avg accuracy | BWT | forgetting | stored per task (% of backbone) |",
+                "|---|---|---|---|---|"]
+        for label, _, _ in MAIN:
+            g = df[df.label == label]
+            if not len(g):
+                continue
+            pct = f"{g.task_pct_min.min():.2f}-{g.task_pct_max.max():.2f}%"
+            rows.append(f"| {label} | {_ms(g.avg_accuracy)} | {_ms(g.bwt)} | {_ms(g.forgetting)} | {pct} |")
+        out["main"] = f"{note}:\n\n" + "\n".join(rows)
+    df = pd.DataFrame([r for r in results if r["table"] == "baselines"])
+    if len(df):
+        rows = ["| synth-10 tasks 1-5 | BN statistics | avg accuracy | BWT | forgetting | task 1 at the end | "
+                "extra memory at the end |", "|---|---|---|---|---|---|---|"]
+        for label, _, _ in BASELINES:
+            for bn in ("shared", "per-task"):
+                g = df[(df.label == label) & (df.bn_stats == bn)]
+                if not len(g):
+                    continue
+                rows.append(f"| {label} | {bn} | {_ms(g.avg_accuracy)} | {_ms(g.bwt)} | {_ms(g.forgetting)} | "
+                            f"{_ms(g.first_task_final)} | {g.extra_mb.mean():.2f} MB |")
+        out["baselines"] = f"{note}:\n\n" + "\n".join(rows)
+    tr = [r for r in results if r["table"] == "tradeoff"]
+    if tr:
+        m = pd.DataFrame([{**row, "seed": r["seed"]} for r in tr for row in r["metrics"]])
+        cols = [c for c in m.columns if c.startswith("source_at_target")]
+        rows = ["| method | max. achievable average accuracy | " + " | ".join(
+            f"source acc. at {c.rsplit('_', 1)[1]} target" for c in cols) + " |", "|---" * (2 + len(cols)) + "|"]
+        for method, g in m.groupby("method", sort=False):
+            cells = [_ms(g.max_average_accuracy)] + [
+                (_ms(g[c].dropna()) + ("" if g[c].notna().all() else f" ({g[c].notna().sum()} of {len(g)} seeds reach it)"))
+                if g[c].notna().any() else "never reached" for c in cols]
+            rows.append(f"| {method} | " + " | ".join(cells) + " |")
+        curve = pd.DataFrame([{**row, "seed": r["seed"]} for r in tr for row in r["curve"]])
+        pts = curve.groupby(["method", "knob", "value"], sort=False).agg(
+            source=("source_acc", "mean"), target=("target_acc", "mean"),
+            alpha_t=("mean_abs_alpha_t", "mean")).reset_index()
+        rows += ["", "| sweep point | source accuracy | target accuracy | mean abs(alpha_t) |", "|---|---|---|---|"]
+        for p in pts.itertuples():
+            a = "" if p.alpha_t != p.alpha_t else f"{p.alpha_t:.3f}"
+            rows.append(f"| {p.method} {p.knob}={p.value:g} | {p.source:.3f} | {p.target:.3f} | {a} |")
+        out["tradeoff"] = (f"shapes -> textures, 2 epochs per task (ResCL: 2 fine-tuning epochs), "
+                           f"{len(seeds)} seeds, mean +/- std; sweep points averaged over seeds:\n\n" + "\n".join(rows))
+    return out
+
+
+def write_readme(blocks: dict[str, str], path: Path) -> list[str]:
+    text = path.read_text()
+    done = []
+    for name, body in blocks.items():
+        pattern = re.compile(rf"(<!-- reference:{name} -->\n).*?(\n<!-- /reference:{name} -->)", re.S)
+        if pattern.search(text):
+            text = pattern.sub(lambda m, b=body: m.group(1) + b + m.group(2), text)
+            done.append(name)
+    path.write_text(text)
+    return done
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--part", choices=["main", "baselines", "tradeoff", "all"], default="all")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--out", default=str(ROOT / "runs" / "reference"))
+    ap.add_argument("--readme", action="store_true", help="rewrite the README's reference blocks")
+    args = ap.parse_args(argv)
+    todo = jobs(args.part, args.seeds)
+    cache = Path(args.out) / "results.jsonl"
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    done = {}
+    if cache.exists():
+        for line in cache.read_text().splitlines():
+            r = json.loads(line)
+            done[r["run_name"]] = r
+    pending = [j for j in todo if j["run_name"] not in done]
+    t0 = time.perf_counter()
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import multiprocessing as mp
+
+    with ProcessPoolExecutor(args.workers, mp_context=mp.get_context("spawn")) as pool:
+        futures = {pool.submit(_work, j, args.out): j for j in pending}
+        for f in as_completed(futures):
+            j = futures[f]
+            try:
+                r = f.result()
+            except Exception as e:  # noqa: BLE001 - report and keep the other points
+                print(f"FAILED {j['run_name']}: {type(e).__name__}: {e}", file=sys.stderr)
+                continue
+            done[r["run_name"]] = r
+            with cache.open("a") as fh:
+                fh.write(json.dumps(r, default=float) + "\n")
+            print(f"{r['run_name']}: {r.get('avg_accuracy', '')} ({r['seconds']:.0f} s)", flush=True)
+    results = [done[j["run_name"]] for j in todo if j["run_name"] in done]
+    blocks = tables(results, args.seeds)
+    md = ROOT / "benchmarks" / "results" / "reference.md"
+    md.parent.mkdir(parents=True, exist_ok=True)
+    md.write_text("\n\n".join(f"## {k}\n\n{v}" for k, v in blocks.items()) + "\n")
+    print("\n\n".join(blocks.values()))
+    updated = write_readme(blocks, ROOT / "README.md") if args.readme else []
+    print(json.dumps({"runs": len(results), "missing": len(todo) - len(results), "readme_blocks": updated,
+                      "seconds": round(time.perf_counter() - t0, 1)}))
+
+
+if __name__ == "__main__":
+    main()
