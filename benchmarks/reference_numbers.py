@@ -37,6 +37,8 @@ MAIN = [
     ("SGD", "sgd", {}),
     ("SGD-LL (shared last layer)", "sgd-ll", {}),
     ("CLR (shipped backbone)", "clr", {}),
+    ("CLR, random frozen backbone", "clr", {"backbone_init": "random"}),
+    ("CLR, backbone trained on task 1", "clr", {"backbone_init": "first-task"}),
     ("CCLL", "ccll", {}),
     ("EFTs", "efts", {}),
     ("ConFiT", "confit", {}),
@@ -51,9 +53,8 @@ BASELINES = [
     ("ER (200 examples)", "er", {}),
     ("DER++ (200 examples)", "derpp", {}),
 ]
-BN_COMPARED = ("sgd", "lwf")
-TRADEOFF_SWEEPS = {"rescl": ("rescl_lambda", (0.0, 0.5, 1.0, 2.0)), "lwf": ("alpha", (0.3, 1.0, 3.0)),
-                   "sgd": ("lr", (0.001, 0.01))}
+BN_COMPARED = ("sgd", "ewc", "online-ewc", "si", "lwf", "er", "derpp")
+TRADEOFF_SWEEPS = None  # cl_lab.train.tradeoff.DEFAULT_SWEEPS
 
 
 def _name(label: str) -> str:

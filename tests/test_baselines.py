@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import assert_same_after_training_both, train_steps
+from helpers import assert_restores_mid_stream, assert_same_after_training_both, train_steps
 from torch import nn
 
 from cl_lab.methods import StreamInfo, get_method
@@ -164,16 +164,4 @@ def _tiny_resnet(method, stream, **cfg):
 @pytest.mark.parametrize("method", SIX)
 def test_state_round_trips_mid_stream_and_training_continues_identically(method, mini):
     kw = {"fisher_samples": 16} if "ewc" in method else {}
-    a = _tiny_resnet(method, mini, **kw)
-    train_steps(a, mini[0], 0)
-    train_steps(a, mini[1], 1)
-    state = copy.deepcopy(a.checkpoint_state())
-    b = _tiny_resnet(method, mini, **kw)
-    b.restore(state)
-    a.eval()
-    b.eval()
-    for t in (0, 1):
-        x = mini[t].test.float_images()
-        assert torch.equal(a.predict(x, t), b.predict(x, t))
-    assert a.cost() == b.cost()
-    assert_same_after_training_both(a, b, mini[2], 2, mini[0], 0)
+    assert_restores_mid_stream(lambda: _tiny_resnet(method, mini, **kw), mini)

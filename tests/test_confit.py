@@ -1,10 +1,8 @@
 """ConFiT (Jie et al. 2022): hierarchical fine-tuning, per-task BN, cross-convolution BN means."""
 
-import copy
-
 import pytest
 import torch
-from helpers import assert_same_after_training_both, train_steps
+from helpers import assert_restores_mid_stream, train_steps
 from torch import nn
 
 import cl_lab
@@ -105,18 +103,7 @@ def test_cross_conv_bn_changes_old_tasks_means_once_the_convs_move(mini):
 
 
 def test_state_round_trip_mid_stream(mini):
-    a = _make(mini)
-    train_steps(a, mini[0], 0)
-    train_steps(a, mini[1], 1)
-    b = _make(mini)
-    b.restore(copy.deepcopy(a.checkpoint_state()))
-    a.eval()
-    b.eval()
-    for t in (0, 1):
-        x = mini[t].test.float_images()
-        assert torch.equal(a.predict(x, t), b.predict(x, t))
-    assert a.cost() == b.cost()
-    assert_same_after_training_both(a, b, mini[2], 2, mini[0], 0)
+    assert_restores_mid_stream(lambda: _make(mini), mini)
 
 
 def test_runner_costs_count_bn_per_task(tmp_path):

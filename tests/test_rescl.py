@@ -21,6 +21,14 @@ def _randomize_bn(bn, g):
     return bn.eval()
 
 
+def _random_alphas(comb, g):
+    with torch.no_grad():
+        for m in comb.modules():
+            if isinstance(m, Combined):
+                m.alpha_s.uniform_(-1, 1, generator=g)
+                m.alpha_t.uniform_(-1, 1, generator=g)
+
+
 def _unit(kind, g):
     conv = nn.Conv2d(4, 6, 3, padding=1, bias=(kind == "conv"))
     with torch.no_grad():
@@ -70,11 +78,7 @@ def test_folding_a_whole_residual_network_is_exact_and_keeps_the_architecture():
     bb, src, tgt = _pair()
     comb = combine_networks(src, tgt)
     g = torch.Generator().manual_seed(2)
-    with torch.no_grad():
-        for m in comb.modules():
-            if isinstance(m, Combined):
-                m.alpha_s.uniform_(-1, 1, generator=g)
-                m.alpha_t.uniform_(-1, 1, generator=g)
+    _random_alphas(comb, g)
     comb = comb.double().eval()
     folded = fold_network(copy.deepcopy(comb)).eval()
     x = torch.randn(4, 3, 32, 32, generator=g, dtype=torch.float64)
@@ -213,11 +217,7 @@ def test_folding_a_preactivation_network_is_exact():
             if isinstance(m, nn.BatchNorm2d):
                 _randomize_bn(m, g)
     comb = combine_networks(src.eval(), tgt.eval())
-    with torch.no_grad():
-        for m in comb.modules():
-            if isinstance(m, Combined):
-                m.alpha_s.uniform_(-1, 1, generator=g)
-                m.alpha_t.uniform_(-1, 1, generator=g)
+    _random_alphas(comb, g)
     comb = comb.double().eval()
     folded = fold_network(copy.deepcopy(comb)).eval()
     assert not any(isinstance(m, (nn.BatchNorm2d, Combined)) for m in folded.modules())

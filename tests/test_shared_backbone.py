@@ -20,9 +20,7 @@ def test_per_task_bn_statistics_remove_statistics_drift(tmp_path):
 
 
 def test_per_task_bn_statistics_round_trip_and_are_rejected_where_meaningless(tmp_path):
-    import copy
-
-    from helpers import train_steps
+    from helpers import assert_restores_mid_stream
 
     from cl_lab.data import load_stream
     from cl_lab.methods import StreamInfo, get_method
@@ -36,16 +34,7 @@ def test_per_task_bn_statistics_round_trip_and_are_rejected_where_meaningless(tm
         m.set_bn_stats("per-task")
         return m
 
-    a = make()
-    train_steps(a, mini[0], 0)
-    train_steps(a, mini[1], 1)
-    b = make()
-    b.restore(copy.deepcopy(a.checkpoint_state()))
-    a.eval()
-    b.eval()
-    for t in (0, 1):
-        x = mini[t].test.float_images()
-        assert torch.equal(a.predict(x, t), b.predict(x, t))
+    assert_restores_mid_stream(make, mini)
     for name in ("clr", "sgd-ll", "rescl", "confit"):
         with pytest.raises(ConfigError, match="bn_stats"):
             cl_lab.run(name, "synth-mini", out=str(tmp_path), bn_stats="per-task", progress=False)

@@ -58,32 +58,40 @@ class BasicBlock(nn.Module):
         return self.relu(out + self.shortcut(x))
 
 
+def _stages(block: type[nn.Module], depth: int, width: int) -> tuple[list[nn.Sequential], int]:
+    """The three stages of a CIFAR ResNet-(6n+2) (widths w, 2w, 4w; stride 2 entering stages 2, 3)."""
+    if depth < 8 or (depth - 2) % 6:
+        raise ValueError(f"CIFAR ResNet depth must be 6n+2 with n >= 1 (8, 14, 20, 32, ...); got {depth}")
+    if width < 1:
+        raise ValueError(f"width must be a positive integer; got {width}")
+    n = (depth - 2) // 6
+    layers, cin = [], width
+    for i, w in enumerate((width, 2 * width, 4 * width)):
+        blocks = []
+        for j in range(n):
+            blocks.append(block(cin, w, 2 if (j == 0 and i > 0) else 1))
+            cin = w
+        layers.append(nn.Sequential(*blocks))
+    return layers, cin
+
+
+def _kaiming(net: nn.Module) -> None:
+    for m in net.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+
 class CifarResNet(nn.Module):
     """ResNet-(6n+2) for 32x32 inputs: 3x3 stem, three stages of widths w, 2w, 4w, global pool."""
 
     def __init__(self, depth: int = 8, width: int = 16):
         super().__init__()
-        if depth < 8 or (depth - 2) % 6:
-            raise ValueError(f"CIFAR ResNet depth must be 6n+2 with n >= 1 (8, 14, 20, 32, ...); got {depth}")
-        if width < 1:
-            raise ValueError(f"width must be a positive integer; got {width}")
-        n = (depth - 2) // 6
         self.conv1 = nn.Conv2d(3, width, 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
         self.relu = nn.ReLU(inplace=True)
-        layers, cin = [], width
-        for i, w in enumerate((width, 2 * width, 4 * width)):
-            blocks = []
-            for j in range(n):
-                blocks.append(BasicBlock(cin, w, 2 if (j == 0 and i > 0) else 1))
-                cin = w
-            layers.append(nn.Sequential(*blocks))
-        self.layer1, self.layer2, self.layer3 = layers
+        (self.layer1, self.layer2, self.layer3), self.out_dim = _stages(BasicBlock, depth, width)
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.out_dim = cin
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        _kaiming(self)
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.relu(self.bn1(self.conv1(x)))
@@ -121,25 +129,12 @@ class PreActCifarResNet(nn.Module):
 
     def __init__(self, depth: int = 8, width: int = 16):
         super().__init__()
-        if depth < 8 or (depth - 2) % 6:
-            raise ValueError(f"CIFAR ResNet depth must be 6n+2 with n >= 1 (8, 14, 20, 32, ...); got {depth}")
-        n = (depth - 2) // 6
         self.conv1 = nn.Conv2d(3, width, 3, 1, 1, bias=False)
-        layers, cin = [], width
-        for i, w in enumerate((width, 2 * width, 4 * width)):
-            blocks = []
-            for j in range(n):
-                blocks.append(PreActBlock(cin, w, 2 if (j == 0 and i > 0) else 1))
-                cin = w
-            layers.append(nn.Sequential(*blocks))
-        self.layer1, self.layer2, self.layer3 = layers
-        self.bn = nn.BatchNorm2d(cin)
+        (self.layer1, self.layer2, self.layer3), self.out_dim = _stages(PreActBlock, depth, width)
+        self.bn = nn.BatchNorm2d(self.out_dim)
         self.relu = nn.ReLU()
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.out_dim = cin
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        _kaiming(self)
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.layer3(self.layer2(self.layer1(self.conv1(x))))
