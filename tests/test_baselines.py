@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import assert_restores_mid_stream, assert_same_after_training_both, train_steps
+from helpers import assert_restores_mid_stream, train_steps
 from torch import nn
 
 from cl_lab.methods import StreamInfo, get_method

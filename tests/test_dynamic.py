@@ -1,6 +1,5 @@
 """CCLL, EFTs and RCM: isolation, identity initialisation, frozen base, cost, checkpoints."""
 
-import copy
 
 import pytest
 import torch
