@@ -25,9 +25,9 @@ GRIDS: dict[str, list[dict]] = {
     "sgd": [{"lr": lr} for lr in (0.01, 0.003)],
     "ewc": [{"ewc_lambda": lam, "lr": lr} for lr in (0.01, 0.003, 0.001) for lam in (3.0, 10.0, 30.0, 100.0, 1000.0)],
     "online-ewc": [{"ewc_lambda": lam, "lr": lr} for lr in (0.003, 0.001) for lam in (10.0, 100.0, 1000.0)],
-    "si": [{"c": c} for c in (0.1, 1.0, 10.0)],
-    "lwf": [{"alpha": a, "warmup_epochs": w} for a in (0.3, 1.0, 3.0) for w in (2,)] + [{"alpha": 1.0, "warmup_epochs": 0}],
-    "rescl": [{"rescl_lambda": lam} for lam in (0.25, 0.5, 1.0)],
+    "si": [{"c": c} for c in (0.1, 1.0, 10.0, 100.0)],
+    "lwf": [{"alpha": a, "warmup_epochs": 2} for a in (0.3, 1.0, 3.0, 10.0)] + [{"alpha": 1.0, "warmup_epochs": 0}],
+    "rescl": [{"rescl_lambda": lam} for lam in (0.25, 0.5, 1.0, 2.0, 4.0)],
 }
 
 
