@@ -55,7 +55,9 @@ BASELINES = [
 ]
 BN_COMPARED = ("sgd", "ewc", "si", "lwf")
 TRADEOFF_SWEEPS = None  # cl_lab.train.tradeoff.DEFAULT_SWEEPS
-DESIRED_TARGETS = (0.3, 0.4, 0.5)  # target-task accuracies at which the source accuracy is read
+# target-task accuracies at which the source accuracy is read: inside the range that every method's sweep
+# reaches at this budget (ResCL's and LwF's target accuracies stay near 0.25-0.31 after 2 epochs on textures)
+DESIRED_TARGETS = (0.25, 0.3)
 TRADEOFF_EPOCHS = 2
 
 
@@ -146,7 +148,18 @@ def tables(results: list[dict], seeds: list[int]) -> dict[str, str]:
         out["baselines"] = f"{note}:\n\n" + "\n".join(rows)
     tr = [r for r in results if r["table"] == "tradeoff"]
     if tr:
-        m = pd.DataFrame([{**row, "seed": r["seed"]} for r in tr for row in r["metrics"]])
+        from cl_lab import metrics as M
+
+        fair = []
+        for r in tr:
+            c = pd.DataFrame(r["curve"])
+            for method, g in c.groupby("method", sort=False):
+                row = {"method": method, "seed": r["seed"],
+                       "max_average_accuracy": M.max_average_accuracy(g.source_acc, g.target_acc)}
+                for d in DESIRED_TARGETS:
+                    row[f"source_at_target_{d:g}"] = M.source_at_target(g.source_acc, g.target_acc, d)
+                fair.append(row)
+        m = pd.DataFrame(fair)
         cols = [c for c in m.columns if c.startswith("source_at_target")]
         rows = ["| method | max. achievable average accuracy | " + " | ".join(
             f"source acc. at {c.rsplit('_', 1)[1]} target" for c in cols) + " |", "|---" * (2 + len(cols)) + "|"]

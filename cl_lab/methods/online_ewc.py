@@ -6,7 +6,10 @@ One running Fisher, decayed by ``gamma`` before each new task's Fisher is added
     L = L_new + (lambda / 2) * sum_i F~_i (theta_i - theta*_i)^2
 
 The Fisher estimate is EWC's (see ``cl_lab.methods.ewc``). Storage stays constant in
-the number of tasks: one Fisher and one anchor.
+the number of tasks: one Fisher and one anchor. The defaults (lambda 100, lr 0.001) are
+EWC's and were confirmed on validation data for online EWC too (``benchmarks/tune_defaults.py``:
+0.348 average validation accuracy; lambda 10: 0.280, 1000: 0.303 at lr 0.001; lambda 1000
+diverged at lr 0.003).
 """
 
 from __future__ import annotations
