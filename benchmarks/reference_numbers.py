@@ -115,7 +115,7 @@ def _ms(values) -> str:
     import numpy as np
 
     v = np.asarray(list(values), dtype=float)
-    return f"{v.mean():.3f} +/- {v.std(ddof=1) if len(v) > 1 else 0.0:.3f}"
+    return f"{v.mean():.3f} +/- {v.std(ddof=1):.3f}" if len(v) > 1 else f"{v.mean():.3f}"
 
 
 def tables(results: list[dict], seeds: list[int]) -> dict[str, str]:

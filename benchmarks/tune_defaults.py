@@ -5,7 +5,8 @@ Each candidate trains on the first five synth-10 tasks (4 epochs, seed 0, one th
 which is generated separately from its training and test splits. The candidate with the
 best final average validation accuracy among those that did not diverge is the default;
 the defaults in ``cl_lab/methods`` were set from this script's output (their docstrings
-say so). The last line printed is JSON: the chosen value per method.
+say so; ``benchmarks/results/tuning.jsonl`` holds every candidate's score from the run that
+set them). The last line printed is JSON: the chosen value per method.
 
     python benchmarks/tune_defaults.py [--workers 2] [--methods ewc si]
 """
