@@ -237,5 +237,6 @@ def test_tradeoff_sweep_writes_curve_and_metrics(tmp_path, mini):
     saved = pd.read_csv(tmp_path / "t" / "tradeoff.csv")
     assert len(saved) == 3 and set(saved.method) == {"rescl", "sgd"}
     assert set(pd.read_csv(tmp_path / "t" / "tradeoff_metrics.csv").method) == {"rescl", "sgd"}
+    assert table.filter(like="source_at_target").notna().all().all(), table  # default levels every sweep reaches
     strong = curve[(curve.method == "rescl") & (curve.value == 100.0)].iloc[0]
     assert strong.source_acc == strong.source_alone  # alphas decayed to 0: the source network itself

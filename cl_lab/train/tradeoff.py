@@ -27,10 +27,13 @@ DEFAULT_SWEEPS: dict[str, tuple[str, tuple[float, ...]]] = {
 
 def tradeoff(stream: str | TaskStream = "synth-10", source: int = 0, target: int = 1, *, out: str = "runs",
              name: str | None = None, sweeps: dict[str, tuple[str, Sequence[float]]] | None = None,
-             desired_targets: Sequence[float] = (0.5, 0.6, 0.7),
+             desired_targets: Sequence[float] | None = None,
              method_kwargs: dict[str, dict[str, Any]] | None = None, **run_kwargs: Any):
     """Run every sweep point and return (curve DataFrame, metrics DataFrame).
 
+    ``desired_targets``: the target accuracies at which the source accuracy is read; by
+    default 50%, 75% and 100% of the highest target accuracy that *every* method's sweep
+    reaches (rounded to 0.01), so each method has a value at each level.
     ``run_kwargs`` go to every run (runner settings such as ``epochs``);
     ``method_kwargs[method]`` to that method's runs only. ResCL's rows also carry the mean
     absolute alphas at the end of the combination phase (``alpha_history``), so the curve
@@ -60,6 +63,11 @@ def tradeoff(stream: str | TaskStream = "synth-10", source: int = 0, target: int
             rows.append(row)
     curve = pd.DataFrame(rows)
     curve["average"] = (curve.source_acc + curve.target_acc) / 2
+    if desired_targets is None:
+        common = float(curve.groupby("method").target_acc.max().min())
+        desired_targets = sorted({round(f * common, 2) for f in (0.5, 0.75, 1.0)})
+        if round(common, 2) > common:  # rounding up would put the top level just out of reach
+            desired_targets = [min(d, common) for d in desired_targets]
     summary = []
     for method, g in curve.groupby("method", sort=False):
         row = {"method": method, "max_average_accuracy": M.max_average_accuracy(g.source_acc, g.target_acc)}
