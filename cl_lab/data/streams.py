@@ -188,7 +188,7 @@ def load_stream(name: str, seed: int = 0, *, cache: bool = True, root: str | Pat
         path = cache_path(name, seed)
         if cache and path.exists():
             try:
-                return _from_payload(torch.load(path, weights_only=False))
+                return _from_payload(torch.load(path, weights_only=True))
             except Exception as e:  # a corrupt cache entry is regenerated, never trusted
                 warnings.warn(f"cached stream {path} is unreadable ({e}); regenerating it", stacklevel=2)
         t0 = time.perf_counter()

@@ -19,9 +19,9 @@ statistics drift rather than weight drift.
 from __future__ import annotations
 
 import copy
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Iterator, Literal, Sequence
+from typing import Any, ClassVar, Iterable, Iterator, Literal, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -107,6 +107,25 @@ class Teacher(nn.Module):
 BN_STATS = ("shared", "per-task")
 
 
+@contextmanager
+def swapped_bn(states: Iterable[tuple[nn.modules.batchnorm._BatchNorm, dict[str, Tensor]]]) -> Iterator[None]:
+    """Within the block each BN holds the given tensors (any of ``weight``, ``bias``,
+    ``running_mean``, ``running_var``); its own are put back afterwards, whatever happens."""
+    saved = []
+    try:
+        with torch.no_grad():
+            for bn, state in states:
+                saved.append((bn, {k: getattr(bn, k).detach().clone() for k in state}))
+                for k, v in state.items():
+                    getattr(bn, k).copy_(v)
+        yield
+    finally:
+        with torch.no_grad():
+            for bn, state in saved:
+                for k, v in state.items():
+                    getattr(bn, k).copy_(v)
+
+
 class Method(nn.Module):
     """Base class: a shared backbone plus one linear head per task, trained by SGD on CE."""
 
@@ -144,8 +163,8 @@ class Method(nn.Module):
         """Told by the runner before ``begin_task``: how many epochs and steps the task gets."""
         self.plan = plan
 
-    def _backbone_bns(self) -> list[tuple[str, nn.modules.batchnorm._BatchNorm]]:
-        return [(k, m) for k, m in self.backbone.named_modules()
+    def _backbone_bns(self) -> list[nn.modules.batchnorm._BatchNorm]:
+        return [m for m in self.backbone.modules()
                 if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_mean is not None]
 
     def add_task(self, task_id: int, num_classes: int) -> None:
@@ -153,35 +172,23 @@ class Method(nn.Module):
         self.heads.add(task_id, num_classes)
         self.task_classes.append(num_classes)
         if self.bn_stats == "per-task":
-            for i, (_, bn) in enumerate(self._backbone_bns()):
+            for i, bn in enumerate(self._backbone_bns()):
                 self.bn_store.register_buffer(f"t{task_id}_{i}_mean", torch.zeros_like(bn.running_mean))
                 self.bn_store.register_buffer(f"t{task_id}_{i}_var", torch.ones_like(bn.running_var))
 
     @torch.no_grad()
     def store_bn_stats(self, task_id: int) -> None:
-        for i, (_, bn) in enumerate(self._backbone_bns()):
+        for i, bn in enumerate(self._backbone_bns()):
             getattr(self.bn_store, f"t{task_id}_{i}_mean").copy_(bn.running_mean)
             getattr(self.bn_store, f"t{task_id}_{i}_var").copy_(bn.running_var)
 
-    @contextmanager
-    def task_bn_stats(self, task_id: int) -> Iterator[None]:
+    def task_bn_stats(self, task_id: int):
         """Within the block the backbone's BN layers hold task ``task_id``'s stored statistics."""
         if self.bn_stats != "per-task" or not hasattr(self.bn_store, f"t{task_id}_0_mean"):
-            yield
-            return
-        bns = self._backbone_bns()
-        saved = [(bn.running_mean.clone(), bn.running_var.clone()) for _, bn in bns]
-        try:
-            with torch.no_grad():
-                for i, (_, bn) in enumerate(bns):
-                    bn.running_mean.copy_(getattr(self.bn_store, f"t{task_id}_{i}_mean"))
-                    bn.running_var.copy_(getattr(self.bn_store, f"t{task_id}_{i}_var"))
-            yield
-        finally:
-            with torch.no_grad():
-                for (_, bn), (m, v) in zip(bns, saved):
-                    bn.running_mean.copy_(m)
-                    bn.running_var.copy_(v)
+            return nullcontext()
+        return swapped_bn((bn, {"running_mean": getattr(self.bn_store, f"t{task_id}_{i}_mean"),
+                                "running_var": getattr(self.bn_store, f"t{task_id}_{i}_var")})
+                          for i, bn in enumerate(self._backbone_bns()))
 
     def bn_stats_bytes(self) -> int:
         return sum(b.numel() * b.element_size() for b in self.bn_store.buffers())

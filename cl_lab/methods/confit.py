@@ -32,13 +32,12 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config import ConfigError, param
 from ..data.task import Task
 from ..models.graph import conv_bn_pairs, set_submodule
-from .base import Cost, Method, OptimConfig
+from .base import Cost, Method, OptimConfig, swapped_bn
 
 
 @dataclass
@@ -156,17 +155,8 @@ class ConFiT(Method):
     def predict(self, x: Tensor, task_id: int) -> Tensor:
         if not self.stored(task_id):
             return self(x, task_id)
-        saved = [{k: getattr(bn, k).detach().clone() for k in ("weight", "bias", "running_mean", "running_var")}
-                 for bn in self.bns]
-        try:
-            for bn, state in self._bn_state(task_id):
-                for k, v in state.items():
-                    getattr(bn, k).copy_(v)
+        with swapped_bn(self._bn_state(task_id)):
             return self(x, task_id)
-        finally:
-            for bn, state in zip(self.bns, saved):
-                for k, v in state.items():
-                    getattr(bn, k).copy_(v)
 
     # -- hierarchical fine-tuning -----------------------------------------------------------
     def phase_starts(self, epochs: int) -> tuple[int, int]:
@@ -186,14 +176,9 @@ class ConFiT(Method):
 
     def begin_task(self, task_id: int, task: Task) -> None:
         self.corrected = {}
-        device = next(self.backbone.parameters()).device
-        self.add_task(task_id, task.num_classes)
-        self.to(device)
-        self._steps = self._clipped = 0
-        params = [*self.backbone.parameters(), *self.heads.heads[str(task_id)].parameters()]
-        for p in params:
+        for p in self.backbone.parameters():
             p.requires_grad_(True)
-        self.optimizer = self.make_optimizer(params)
+        super().begin_task(task_id, task)
         self.set_phase(task_id, 0)
 
     def end_epoch(self, task_id: int, epoch: int, epochs: int) -> None:
@@ -205,9 +190,6 @@ class ConFiT(Method):
         self._save(task_id)
         self.corrected = {}
         super().end_task(task_id, task)
-
-    def task_loss(self, x: Tensor, y: Tensor, task_id: int) -> Tensor:
-        return F.cross_entropy(self(x, task_id), y)
 
     def restore(self, state: dict[str, Any]) -> None:
         super().restore(state)

@@ -27,7 +27,7 @@ from ..methods.base import TrainPlan
 from ..models.backbones import BACKBONES, Backbone, build_backbone
 from ..models.weights import load_weights, shipped_checkpoints
 
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2  # 2: tensors and plain containers only, loaded with weights_only=True
 
 
 class TrainingDiverged(FloatingPointError):
@@ -159,7 +159,7 @@ COMPARED = ("method", "method_config", "backbone", "pretrained", "epochs", "batc
 
 def _load_checkpoint(path: Path, method_name: str, stream_hash: str) -> dict[str, Any]:
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise RunDirError(
             f"checkpoint {str(path)!r} is corrupt or unreadable ({type(e).__name__}); nothing was changed. "
@@ -361,7 +361,7 @@ def run(method: str = "sgd", stream: str | TaskStream = "synth-10", *, backbone:
             learner.restore(ckpt["state"])
             learner.to(device)
             start, costs = ckpt["completed"] + 1, ckpt["costs"]
-            R[: start] = ckpt["R"][: start]
+            R[: start] = ckpt["R"].numpy()[: start]
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(run_dir / "config.json", resolved)
@@ -400,7 +400,8 @@ def run(method: str = "sgd", stream: str | TaskStream = "synth-10", *, backbone:
         })
         atomic_torch_save(ckpt_path, {"format": CHECKPOINT_FORMAT, "method": method_cls.name,
                                       "stream_hash": ts.content_hash(), "completed": i,
-                                      "state": learner.checkpoint_state(), "R": R.copy(), "costs": costs})
+                                      "state": learner.checkpoint_state(), "R": torch.from_numpy(R.copy()),
+                                      "costs": costs})
         from .. import metrics as M
         from ..results import write_progress
 
