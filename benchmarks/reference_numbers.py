@@ -7,7 +7,7 @@ Every number the README states about method accuracy comes from this script:
 - ``baselines``: the first five synth-10 tasks for the shared-backbone baselines, each
   with the papers' shared BatchNorm statistics and with per-task statistics
   (``bn_stats="per-task"``), which separates weight drift from statistics drift;
-- ``tradeoff``: ResCL's fair comparison on shapes -> textures (``cl_lab.train.tradeoff``).
+- ``tradeoff``: ResCL's fair comparison on shapes -> textures (``cl_lab.experiments.tradeoff``).
 
 Each configuration runs once per seed as an ordinary run directory under ``--out`` (a
 rerun skips what finished), in ``--workers`` processes of one thread each (results depend
@@ -37,8 +37,8 @@ MAIN = [
     ("SGD", "sgd", {}),
     ("SGD-LL (shared last layer)", "sgd-ll", {}),
     ("CLR (shipped backbone)", "clr", {}),
-    ("CLR, random frozen backbone", "clr", {"backbone_init": "random"}),
-    ("CLR, backbone trained on task 1", "clr", {"backbone_init": "first-task"}),
+    ("CLR, random frozen backbone", "clr", {"pretrained": None}),
+    ("CLR, backbone trained on task 1", "clr", {"pretrained": "first-task"}),
     ("CCLL", "ccll", {}),
     ("EFTs", "efts", {}),
     ("ConFiT", "confit", {}),
@@ -54,7 +54,7 @@ BASELINES = [
     ("online EWC", "online-ewc", {}),
 ]
 BN_COMPARED = ("sgd", "ewc", "si", "lwf")
-TRADEOFF_SWEEPS = None  # cl_lab.train.tradeoff.DEFAULT_SWEEPS
+TRADEOFF_SWEEPS = None  # cl_lab.experiments.tradeoff.DEFAULT_SWEEPS
 # target-task accuracies at which the source accuracy is read: inside the range that every method's sweep
 # reaches at this budget (ResCL's and LwF's target accuracies stay near 0.25-0.31 after 2 epochs on textures)
 DESIRED_TARGETS = (0.25, 0.3)
@@ -91,7 +91,7 @@ def _work(job: dict, out: str) -> dict:
 
     torch.set_num_threads(1)
     import cl_lab
-    from cl_lab.train.tradeoff import tradeoff
+    from cl_lab.experiments.tradeoff import tradeoff
 
     t0 = time.perf_counter()
     if job["method"] == "tradeoff":

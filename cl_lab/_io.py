@@ -45,6 +45,47 @@ def atomic_torch_save(path: str | Path, obj: Any) -> Path:
     return atomic_write(path, lambda p: torch.save(obj, p))
 
 
+MAGIC = b"cl_lab-verified-1\n"
+
+
+class VerifyError(ValueError):
+    """A verified file is not one, fails its checksum, or holds more than tensors and plain containers."""
+
+
+def write_verified(path: str | Path, obj: Any) -> Path:
+    """Atomically write ``obj`` (tensors and plain containers) as a header with the SHA-256 of the
+    ``torch.save`` bytes that follow, so a reader checks the bytes before deserialising anything."""
+    import io
+
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    payload = buf.getvalue()
+    header = MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n"
+    return atomic_write(path, lambda p: p.write_bytes(header + payload))
+
+
+def read_verified(path: str | Path) -> Any:
+    """What ``write_verified`` wrote: the checksum is verified first, then only tensors and plain
+    containers are read (``torch.load(weights_only=True)``). Raises ``VerifyError`` otherwise."""
+    import io
+
+    import torch
+
+    data = Path(path).read_bytes()
+    if not data.startswith(MAGIC) or len(data) < len(MAGIC) + 65:
+        raise VerifyError("not a cl_lab verified file (no checksum header)")
+    digest, payload = data[len(MAGIC): len(MAGIC) + 64].decode("ascii", "replace"), data[len(MAGIC) + 65:]
+    if hashlib.sha256(payload).hexdigest() != digest:
+        raise VerifyError("the checksum does not match (the file was changed or damaged)")
+    try:
+        return torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise VerifyError(f"it holds objects other than tensors and plain containers ({type(e).__name__}); "
+                          "refused unread") from e
+
+
 def sha256_file(path: str | Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:

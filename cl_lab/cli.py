@@ -33,7 +33,7 @@ def _run_or_method_config(method_cls: type) -> Any:
 def cmd_run(args: argparse.Namespace) -> int:
     from .config import build
     from .methods import get_method
-    from .train.runner import RunConfig, _split_kwargs, run
+    from .train.runner import RunConfig, run, split_kwargs
 
     common: dict[str, Any] = {"out": args.out, "seed": args.seed, "progress": not args.no_progress}
     for key in ("epochs", "batch_size", "device", "n_tasks", "pretrained", "run_name"):
@@ -44,7 +44,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     for name in args.method:
         cls = get_method(name)
         kwargs = {**common, **_parse_sets(args.set, _run_or_method_config(cls))}
-        run_kw, method_kw = _split_kwargs(cls, kwargs)
+        run_kw, method_kw = split_kwargs(cls, kwargs)
         build(RunConfig, {**run_kw, "backbone": args.backbone}, "run")
         build(cls.Config, method_kw, cls.name)
         plans.append((name, kwargs))
@@ -94,7 +94,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def cmd_tradeoff(args: argparse.Namespace) -> int:
     from .config import ConfigError
-    from .train.tradeoff import tradeoff
+    from .experiments.tradeoff import tradeoff
 
     sweeps = None
     if args.sweep:
@@ -114,7 +114,8 @@ def cmd_tradeoff(args: argparse.Namespace) -> int:
 
 
 def cmd_mdl(args: argparse.Namespace) -> int:
-    from .mdl.experiment import MDLConfig, load_mdl, run_mdl
+    from .mdl import MDLConfig, run_mdl
+    from .results import load_mdl
 
     values: dict[str, Any] = {"stream": args.stream, "seed": args.seed}
     for key in ("domains", "setups"):
@@ -157,6 +158,18 @@ def cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def _seed(text: str) -> int:
+    from .rundir import MAX_SEED
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seed must be an integer between 0 and {MAX_SEED}; got {text!r}") from None
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"seed must be between 0 and {MAX_SEED}; got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cl-lab", description="continual-learning lab")
     sub = p.add_subparsers(dest="command", required=True)
@@ -169,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--batch-size", dest="batch_size", type=int, default=None)
     r.add_argument("--n-tasks", dest="n_tasks", type=int, default=None)
     r.add_argument("--device", default=None)
-    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--seed", type=_seed, default=0)
     r.add_argument("--out", default="runs")
     r.add_argument("--run-name", dest="run_name", default=None)
     r.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="method or runner parameters")
@@ -182,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.set_defaults(func=cmd_methods)
     g = sub.add_parser("generate", help="generate (and cache) an embedded stream")
     g.add_argument("--stream", default="synth-10")
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--seed", type=_seed, default=0)
     g.add_argument("--no-cache", action="store_true")
     g.set_defaults(func=cmd_generate)
     t = sub.add_parser("tradeoff", help="ResCL's fair comparison: source/target trade-off sweeps over two tasks")
@@ -190,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--source", type=int, default=0)
     t.add_argument("--target", type=int, default=1)
     t.add_argument("--epochs", type=int, default=2)
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=_seed, default=0)
     t.add_argument("--out", default="runs")
     t.add_argument("--sweep", nargs="*", default=None, metavar="METHOD:KNOB=V1,V2",
                    help="sweeps to run (default: rescl:rescl_lambda, lwf:alpha, sgd:lr over five values)")
@@ -201,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     md.add_argument("--domains", default=None, help="how many first tasks (default 5) or comma-separated names")
     md.add_argument("--setups", default=None, help="comma-separated subset of mpnas,mpnas-uniform,independent,"
                                                    "single-path,multi-head-nas")
-    md.add_argument("--seed", type=int, default=0)
+    md.add_argument("--seed", type=_seed, default=0)
     md.add_argument("--out", default="runs")
     md.add_argument("--run-name", dest="run_name", default=None)
     md.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="MDL parameters (search steps, space, ...)")
@@ -221,15 +234,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from .config import ConfigError
-    from .mdl.experiment import MDLRunError
     from .models.weights import WeightsError
-    from .train.runner import RunDirError, TrainingDiverged
+    from .rundir import RunDirError
+    from .train import TrainingDiverged
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, RunDirError, MDLRunError, WeightsError, TrainingDiverged, ValueError, TypeError, FileNotFoundError) as e:
+    except (ConfigError, RunDirError, WeightsError, TrainingDiverged, ValueError, TypeError, FileNotFoundError) as e:
         print(f"cl-lab: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # disk full, read-only directory, name too long: one line, with the path
+        where = f" {e.filename!r}" if e.filename else ""
+        print(f"cl-lab: error: {e.strerror or e}{where}; check that the path is writable and the disk has space "
+              "(files written before are kept)", file=sys.stderr)
         return 2
 
 

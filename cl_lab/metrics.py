@@ -123,3 +123,18 @@ def source_at_target(source: Sequence[float], target: Sequence[float], desired: 
     if desired <= ft[0]:
         return float(fs[0])
     return float(np.interp(desired, ft, fs))
+
+
+def jaccard(a, b) -> float:
+    """|A & B| / |A | B| of two sets (1 for two empty sets)."""
+    a, b = set(a), set(b)
+    union = a | b
+    return 1.0 if not union else len(a & b) / len(union)
+
+
+def jaccard_matrix(sets: dict):
+    """Name x name DataFrame of the Jaccard similarity of every pair of sets (MPNAS path similarity)."""
+    import pandas as pd
+
+    names = list(sets)
+    return pd.DataFrame([[jaccard(sets[a], sets[b]) for b in names] for a in names], index=names, columns=names)

@@ -10,41 +10,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from . import metrics
-from ._io import atomic_write_json, atomic_write_text
-
 FILES = ("config.json", "accuracy.csv", "metrics.csv", "costs.csv", "summary.json")
-
-
-def _csv(rows: list[dict[str, Any]]) -> str:
-    import pandas as pd
-
-    return pd.DataFrame(rows).to_csv(index=False)
-
-
-def accuracy_rows(R: np.ndarray, task_names: Sequence[str]) -> list[dict[str, Any]]:
-    rows = []
-    for i in range(R.shape[0]):
-        for j in range(i + 1):
-            rows.append({"after_task": i, "after_task_name": task_names[i], "task": j,
-                         "task_name": task_names[j], "accuracy": float(R[i, j])})
-    return rows
-
-
-def write_progress(run_dir: Path, R: np.ndarray, task_names: Sequence[str], costs: list[dict[str, Any]],
-                   summary: dict[str, Any]) -> None:
-    """Write accuracy, metrics, costs and summary for the tasks trained so far (each atomically)."""
-    atomic_write_text(run_dir / "accuracy.csv", _csv(accuracy_rows(R, task_names)))
-    table = metrics.per_task_table(R)
-    for row in table:
-        row["after_task_name"] = task_names[row["after_task"]]
-    atomic_write_text(run_dir / "metrics.csv", _csv(table))
-    atomic_write_text(run_dir / "costs.csv", _csv(costs))
-    atomic_write_json(run_dir / "summary.json", summary)
 
 
 def read_config(run_dir: str | Path) -> dict[str, Any]:
@@ -107,3 +77,21 @@ def load_metrics(root: str | Path):
 def load_costs(root: str | Path):
     """Per-task cost records (parameters, MACs, wall time) across runs."""
     return _load(root, "costs.csv")
+
+
+def load_mdl(run_dir: str | Path) -> dict[str, Any]:
+    """Read an MDL run directory back: config, results, summary, paths, blocks, Jaccard matrix."""
+    import pandas as pd
+
+    p = Path(run_dir)
+    if not (p / "summary.json").exists():
+        raise FileNotFoundError(f"{p} holds no finished MDL run (summary.json missing)")
+    return {
+        "config": json.loads((p / "config.json").read_text()),
+        "results": pd.read_csv(p / "results.csv"),
+        "summary": pd.read_csv(p / "summary.csv"),
+        "paths": json.loads((p / "paths.json").read_text()),
+        "blocks": pd.read_csv(p / "blocks.csv"),
+        "jaccard": pd.read_csv(p / "jaccard.csv", index_col=0),
+    }
+

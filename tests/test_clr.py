@@ -105,14 +105,21 @@ def test_full_variant_adds_1x1_convs():
                if c not in clr.clr_layers and c.conv.kernel_size == (1, 1))
 
 
-def test_backbone_init_choices(mini, tmp_path):
-    shipped = _clr(mini)
-    rand = _clr(mini, backbone_init="random")
-    assert not torch.equal(shipped.backbone.body.conv1.conv.weight, rand.backbone.body.conv1.conv.weight)
-    ft = _clr(mini, backbone_init="first-task", first_task_epochs=1)
-    before = ft.backbone.body.conv1.conv.weight.clone()
-    ft.begin_task(0, mini[0])
-    assert bool(ft.first_task_trained) and not torch.equal(before, ft.backbone.body.conv1.conv.weight)
-    assert not ft.backbone.body.conv1.conv.weight.requires_grad
-    with pytest.raises(ConfigError, match="backbone_init='imagenet'"):
-        cl_lab.run("clr", "synth-mini", out=str(tmp_path), backbone_init="imagenet", progress=False)
+def test_backbone_source_is_a_runner_setting(tmp_path):
+    from cl_lab.rundir import read_checkpoint
+
+    key = "backbone.body.conv1.conv.weight"
+
+    def backbone_after(pretrained, **kw):
+        r = cl_lab.run("clr", "synth-mini", out=str(tmp_path), n_tasks=2, epochs=1, progress=False,
+                       pretrained=pretrained, **kw)
+        assert r.config["pretrained"] == (pretrained if pretrained != "auto" else "shipped")
+        return read_checkpoint(r.run_dir / "checkpoint.pt")["state"]["module"][key]
+
+    shipped, rand = backbone_after("auto"), backbone_after(None)
+    first = backbone_after("first-task", first_task_epochs=1)
+    assert not torch.equal(shipped, rand)
+    # trained on task 1 from the same random initialisation, then frozen by CLR
+    assert not torch.equal(first, rand) and first.shape == rand.shape
+    with pytest.raises(ConfigError, match="unknown parameter 'backbone_init'"):
+        cl_lab.run("clr", "synth-mini", out=str(tmp_path), backbone_init="random", progress=False)

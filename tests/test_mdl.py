@@ -8,9 +8,11 @@ import pytest
 import torch
 
 from cl_lab.config import ConfigError
-from cl_lab.mdl import ABDP, ZERO, MDLRunError, MultiPathNet, PathController, Reinforce, SearchSpace, jaccard, run_mdl
-from cl_lab.mdl.experiment import MDLConfig, jaccard_matrix, load_domains, load_mdl
+from cl_lab.mdl import ABDP, ZERO, MultiPathNet, PathController, Reinforce, SearchSpace, jaccard, run_mdl
+from cl_lab.mdl.experiment import MDLConfig, jaccard_matrix, load_domains
 from cl_lab.mdl.search import SearchSettings, search
+from cl_lab.results import load_mdl
+from cl_lab.rundir import RunDirError
 
 TINY = dict(stream="synth-mini", domains="3", widths="8,16", layers_per_stage=2, kernels="3,5", expansions="2",
             stem_channels=8, search_steps=6, max_train=40, val_batch_size=16, batch_size=16, train_epochs=1)
@@ -127,8 +129,8 @@ def test_run_mdl_end_to_end_writes_results_and_skips_finished_setups(tmp_path, c
     assert (run / "summary.csv").read_text() == before
     # another configuration in the same directory is refused, nothing touched
     cfg_before = (run / "config.json").read_text()
-    with pytest.raises(MDLRunError, match="search_steps"):
-        run_mdl(out=tmp_path, progress=False, **{**TINY, "search_steps": 7})
+    with pytest.raises(RunDirError, match="search_steps"):
+        run_mdl(out=tmp_path, run_name=run.name, progress=False, **{**TINY, "search_steps": 7})
     assert (run / "config.json").read_text() == cfg_before
     assert json.loads(cfg_before)["domain_names"] == ["shapes", "counting", "blood-cells"]
 

@@ -136,7 +136,7 @@ def test_default_sweep_traces_at_least_three_distinct_points(tmp_path):
     """shapes -> textures of synth-10 (500 training images each, all 400 test images): the default
     sweep moves the source accuracy over a range far wider than a few test images."""
     from cl_lab.data import Task, TaskStream, load_stream
-    from cl_lab.train.tradeoff import DEFAULT_SWEEPS, tradeoff
+    from cl_lab.experiments.tradeoff import DEFAULT_SWEEPS, tradeoff
 
     ts = load_stream("synth-10")
     pair = TaskStream("shapes-textures", [Task.from_tensors(t.name, t.train.x[:500], t.train.y[:500], t.test.x,
@@ -229,7 +229,7 @@ def test_folding_a_preactivation_network_is_exact():
 def test_tradeoff_sweep_writes_curve_and_metrics(tmp_path, mini):
     import pandas as pd
 
-    from cl_lab.train.tradeoff import tradeoff
+    from cl_lab.experiments.tradeoff import tradeoff
 
     curve, table = tradeoff(mini, 0, 1, out=str(tmp_path), name="t", epochs=1, progress=False,
                             sweeps={"rescl": ("rescl_lambda", (0.0, 100.0)), "sgd": ("lr", (0.01,))},

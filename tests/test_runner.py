@@ -17,7 +17,7 @@ from cl_lab import results
 from cl_lab.config import ConfigError
 from cl_lab.data import Task, TaskStream
 from cl_lab.models.weights import WeightsError
-from cl_lab.train.runner import RunDirError
+from cl_lab.rundir import RunDirError, read_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -86,7 +86,7 @@ def test_resume_after_kill_9_equals_uninterrupted(tmp_path):
     time.sleep(0.3)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    done = torch.load(ckpt, weights_only=False)["completed"] + 1
+    done = read_checkpoint(ckpt)["completed"] + 1
     assert 1 <= done < 3, "the process should have been killed mid-stream"
     again = subprocess.run(args + ["--out", str(out)], env=env, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr
@@ -163,20 +163,25 @@ def test_existing_run_is_never_destroyed(tmp_path, fast):
 
 def test_corrupt_and_mismatched_checkpoints(tmp_path, fast):
     r = cl_lab.run("sgd", "synth-mini", out=str(tmp_path), n_tasks=2, **fast)
-    summary = json.loads((r.run_dir / "summary.json").read_text())
-    summary["status"] = "running"
+    again = {**fast, "run_name": r.run_dir.name, "n_tasks": 2}
     ckpt = r.run_dir / "checkpoint.pt"
     good = ckpt.read_bytes()
     ckpt.write_bytes(good[: len(good) // 2])
-    with pytest.raises(RunDirError, match="corrupt or unreadable.*nothing was changed"):
-        cl_lab.run("sgd", "synth-mini", out=str(tmp_path), n_tasks=2, **{**fast, "run_name": r.run_dir.name})
+    with pytest.raises(RunDirError, match="checksum does not match.*nothing was changed"):
+        cl_lab.run("sgd", "synth-mini", out=str(tmp_path), **again)
     assert ckpt.read_bytes() == good[: len(good) // 2]
-    state = torch.load(__import__("io").BytesIO(good), weights_only=False)
-    state["method"] = "sgd-ll"
-    torch.save(state, ckpt)
-    (r.run_dir / "summary.json").write_text(json.dumps(summary))
-    with pytest.raises(RunDirError, match="belongs to method 'sgd-ll'"):
-        cl_lab.run("sgd", "synth-mini", out=str(tmp_path), n_tasks=2, **{**fast, "run_name": r.run_dir.name})
+    # flipped bytes inside the payload: the checksum catches them
+    flipped = bytearray(good)
+    mid = len(flipped) // 2
+    flipped[mid: mid + 8] = bytes(b ^ 0xFF for b in flipped[mid: mid + 8])
+    ckpt.write_bytes(bytes(flipped))
+    with pytest.raises(RunDirError, match="checksum does not match"):
+        cl_lab.run("sgd", "synth-mini", out=str(tmp_path), **again)
+    # a valid checkpoint written by another configuration (lr=0.5) put into this directory
+    other = cl_lab.run("sgd", "synth-mini", out=str(tmp_path), lr=0.5, **{**fast, "n_tasks": 2})
+    ckpt.write_bytes((other.run_dir / "checkpoint.pt").read_bytes())
+    with pytest.raises(RunDirError, match="written by another configuration"):
+        cl_lab.run("sgd", "synth-mini", out=str(tmp_path), **again)
 
 
 def test_wrong_shipped_checkpoint_for_arch(tmp_path, fast):

@@ -11,8 +11,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .._io import atomic_torch_save
-from .._paths import cache_dir
+from .._io import read_verified, write_verified
+from .._paths import CACHE_ENV, cache_dir
 from . import synth
 from .packaged import (
     DIGIT_CLASSES,
@@ -23,9 +23,14 @@ from .packaged import (
 )
 from .task import Split, Task, TaskStream
 
-GENERATOR_VERSION = 2  # 2: synth-10's validation split grew to 300 images per task (train/test unchanged)
+# 3: checksummed cache files; 2: synth-10's validation split grew to 300 images per task (train/test unchanged)
+GENERATOR_VERSION = 3
 
-synth.DOMAINS["glyphs"] = synth.Domain("glyphs", "object recognition", GLYPH_CLASSES, make_glyphs, 0.03)
+DOMAINS: dict[str, synth.Domain] = {
+    **synth.DOMAINS,
+    "glyphs": synth.Domain("glyphs", "object recognition", GLYPH_CLASSES, make_glyphs, 0.03),
+}
+"""Every generated domain: the procedural ones of ``synth`` plus the packaged-glyph domain."""
 
 
 @dataclass(frozen=True)
@@ -53,7 +58,7 @@ def _balanced(k: int, n_per: int, rng: np.random.Generator) -> np.ndarray:
 
 def procedural_task(name: str, seed: int, sizes: Sizes, classes: int | None = None) -> Task:
     """One task from a procedural domain (optionally its first ``classes`` classes)."""
-    dom = synth.DOMAINS[name]
+    dom = DOMAINS[name]
     k = classes or dom.num_classes
     n_tr, n_va, n_te = sizes.per_class(k)
     splits = {}
@@ -185,17 +190,28 @@ def load_stream(name: str, seed: int = 0, *, cache: bool = True, root: str | Pat
     if name in BUILDERS:
         if kwargs or root is not None:
             raise ValueError(f"stream {name!r} takes no options; got {sorted(kwargs) + (['root'] if root else [])}")
-        path = cache_path(name, seed)
-        if cache and path.exists():
+        path = None
+        if cache:
             try:
-                return _from_payload(torch.load(path, weights_only=True))
-            except Exception as e:  # a corrupt cache entry is regenerated, never trusted
-                warnings.warn(f"cached stream {path} is unreadable ({e}); regenerating it", stacklevel=2)
+                path = cache_path(name, seed)
+            except OSError as e:  # an unusable cache directory: generate without caching
+                warnings.warn(f"the stream cache directory is unusable ({e.strerror or e}: {e.filename}); generating "
+                              f"without it. Set {CACHE_ENV} to a writable directory", stacklevel=2)
+                cache = False
+        if cache and path.exists():
+            try:  # the checksum is verified before anything is deserialised; tensors only
+                return _from_payload(read_verified(path))
+            except Exception as e:  # a corrupt or foreign cache entry is regenerated, never trusted
+                warnings.warn(f"cached stream {path} is refused ({e}); regenerating it", stacklevel=2)
         t0 = time.perf_counter()
         stream = BUILDERS[name](seed)
         stream.meta["generation_seconds"] = round(time.perf_counter() - t0, 2)
         if cache:
-            atomic_torch_save(path, _to_payload(stream))
+            try:
+                write_verified(path, _to_payload(stream))
+            except OSError as e:  # the cache is optional: a failed write never stops a run
+                warnings.warn(f"could not write the stream cache {path} ({e.strerror or e}); continuing without it. "
+                              f"Set {CACHE_ENV} to a writable directory to cache generated streams", stacklevel=2)
         return stream
     real = _real_builders()
     if name in real:

@@ -27,17 +27,18 @@ import dataclasses
 import json
 import time
 from dataclasses import dataclass
-from pathlib import Path as FsPath
+from pathlib import Path
 from typing import Any, Callable
 
 import pandas as pd
 
-from .._io import atomic_write_text
+from .. import metrics
 from ..config import ConfigError, build, param
 from ..data import load_stream
 from ..models.backbones import count_params
+from ..rundir import RunDir, check_out_dir, check_run_name, default_name
 from .search import Domain, SearchSettings, TrainSettings, evaluate, search, train_model
-from .space import MultiPathNet, SearchSpace, jaccard
+from .space import MultiPathNet, SearchSpace
 
 SETUPS = ("mpnas", "mpnas-uniform", "independent", "single-path", "multi-head-nas")
 FORMAT = 1
@@ -114,10 +115,6 @@ class MDLConfig:
                              abdp_temperature=self.abdp_temperature, abdp_smoothing=self.abdp_smoothing)
 
 
-class MDLRunError(RuntimeError):
-    """The run directory holds an MDL run with another configuration (nothing was changed)."""
-
-
 def load_domains(cfg: MDLConfig) -> list[Domain]:
     stream = load_stream(cfg.stream, seed=cfg.stream_seed)
     names = [t.name for t in stream]
@@ -179,9 +176,7 @@ def _run_setup(name: str, cfg: MDLConfig, space: SearchSpace, domains: list[Doma
 
 def jaccard_matrix(space: SearchSpace, paths: dict[str, list[str]]) -> pd.DataFrame:
     """Domain x domain Jaccard similarity of the chosen blocks (|shared| / |union|)."""
-    blocks = {d: space.blocks_of(space.from_names(p)) for d, p in paths.items()}
-    names = list(paths)
-    return pd.DataFrame([[jaccard(blocks[a], blocks[b]) for b in names] for a in names], index=names, columns=names)
+    return metrics.jaccard_matrix({d: space.blocks_of(space.from_names(p)) for d, p in paths.items()})
 
 
 def block_table(space: SearchSpace, setups: list[dict]) -> pd.DataFrame:
@@ -209,8 +204,8 @@ def summarise(setups: list[dict]) -> pd.DataFrame:
     return df
 
 
-def run_mdl(out: str | FsPath = "runs", run_name: str | None = None, progress: bool = True,
-            **values: Any) -> FsPath:
+def run_mdl(out: str | Path = "runs", run_name: str | None = None, progress: bool = True,
+            **values: Any) -> Path:
     """Run the configured setups and write the run directory; returns its path.
 
     Everything is validated (config, stream, domains) before any training starts.
@@ -218,20 +213,18 @@ def run_mdl(out: str | FsPath = "runs", run_name: str | None = None, progress: b
     cfg = build(MDLConfig, values, where="mdl")
     domains = load_domains(cfg)
     space = cfg.space()
-    run_dir = FsPath(out).expanduser() / (run_name or f"{cfg.stream}-mdl-seed{cfg.seed}")
     config = {"format": FORMAT, **dataclasses.asdict(cfg), "domain_names": [d.name for d in domains]}
-    cfg_file = run_dir / "config.json"
-    if cfg_file.exists():
-        try:
-            old = json.loads(cfg_file.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise MDLRunError(f"{cfg_file} is unreadable ({e}); nothing was changed. Choose another out/run_name") from e
-        if old != config:
-            diff = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))
-            raise MDLRunError(f"run directory {str(run_dir)!r} holds an MDL run with a different {', '.join(diff)}; "
-                              "nothing was changed. Choose another run_name or out")
-    (run_dir / "setups").mkdir(parents=True, exist_ok=True)
-    atomic_write_text(cfg_file, json.dumps(config, indent=2))
+    if run_name is not None:
+        check_run_name(run_name, "mdl")
+    out = Path(out).expanduser()
+    check_out_dir(out)
+    name = run_name or default_name(f"{cfg.stream}-mdl-seed{cfg.seed}", config)
+    with RunDir(out / name, config, what="MDL run") as rd:
+        return _run_setups(rd, cfg, space, domains, progress)
+
+
+def _run_setups(rd: RunDir, cfg: MDLConfig, space: SearchSpace, domains: list[Domain], progress: bool) -> Path:
+    run_dir = rd.path
     log = print if progress else (lambda _m: None)
     done = []
     for name in cfg.setup_list():
@@ -245,41 +238,25 @@ def run_mdl(out: str | FsPath = "runs", run_name: str | None = None, progress: b
                 log(f"{name}: saved result unreadable, running it again")
         log(f"{name}: searching and training on {len(domains)} domains")
         result = _run_setup(name, cfg, space, domains, log)
-        atomic_write_text(f, json.dumps(result))
+        rd.write_text(f"setups/{name}.json", json.dumps(result))
         done.append(result)
         log(f"{name}: mean accuracy {sum(r['accuracy'] for r in result['domains'].values()) / len(domains):.3f}, "
             f"{result['unique_params']:,} parameters, {result['seconds']:.0f} s")
-    _write_tables(run_dir, space, done)
+    _write_tables(rd, space, done)
     return run_dir
 
 
-def _write_tables(run_dir: FsPath, space: SearchSpace, done: list[dict]) -> None:
+def _write_tables(rd: RunDir, space: SearchSpace, done: list[dict]) -> None:
     rows = [{"setup": s["setup"], "domain": d, "accuracy": r["accuracy"], "macs": r["macs"],
              "path": " ".join(s["paths"][d])} for s in done for d, r in s["domains"].items()]
-    atomic_write_text(run_dir / "results.csv", pd.DataFrame(rows).to_csv(index=False))
+    rd.write_text("results.csv", pd.DataFrame(rows).to_csv(index=False))
     summary = summarise(done)
-    atomic_write_text(run_dir / "summary.csv", summary.to_csv(index=False))
-    atomic_write_text(run_dir / "paths.json", json.dumps({s["setup"]: s["paths"] for s in done}, indent=2))
-    atomic_write_text(run_dir / "blocks.csv", block_table(space, done).to_csv(index=False))
+    rd.write_text("summary.csv", summary.to_csv(index=False))
+    rd.write_text("paths.json", json.dumps({s["setup"]: s["paths"] for s in done}, indent=2))
+    rd.write_text("blocks.csv", block_table(space, done).to_csv(index=False))
     hist = [{"setup": s["setup"], **h} for s in done for h in s["history"]]
-    atomic_write_text(run_dir / "search_history.csv", pd.DataFrame(hist).to_csv(index=False))
+    rd.write_text("search_history.csv", pd.DataFrame(hist).to_csv(index=False))
     main = next((s for s in done if s["setup"] == "mpnas"), next((s for s in done if s["setup"] != "independent"), done[0]))
-    atomic_write_text(run_dir / "jaccard.csv", jaccard_matrix(space, main["paths"]).to_csv())
-    atomic_write_text(run_dir / "summary.json", json.dumps({
+    rd.write_text("jaccard.csv", jaccard_matrix(space, main["paths"]).to_csv())
+    rd.write_text("summary.json", json.dumps({
         "jaccard_setup": main["setup"], "setups": summary.to_dict(orient="records")}, indent=2))
-
-
-def load_mdl(run_dir: str | FsPath) -> dict[str, Any]:
-    """Read an MDL run directory back: config, results, summary, paths, blocks, Jaccard matrix."""
-    p = FsPath(run_dir)
-    if not (p / "summary.json").exists():
-        raise FileNotFoundError(f"{p} holds no finished MDL run (summary.json missing)")
-    return {
-        "config": json.loads((p / "config.json").read_text()),
-        "results": pd.read_csv(p / "results.csv"),
-        "summary": pd.read_csv(p / "summary.csv"),
-        "paths": json.loads((p / "paths.json").read_text()),
-        "blocks": pd.read_csv(p / "blocks.csv"),
-        "jaccard": pd.read_csv(p / "jaccard.csv", index_col=0),
-    }
-

@@ -12,7 +12,7 @@ from torch import Tensor
 
 from ..data.task import Task
 from .controller import ABDP, PathController, Reinforce, absolute_reward
-from .space import MultiPathNet, Path, SearchSpace
+from .space import BlockPath, MultiPathNet, SearchSpace
 
 
 @dataclass
@@ -65,7 +65,7 @@ class SearchSettings:
 
 @dataclass
 class SearchResult:
-    paths: dict[int, Path]
+    paths: dict[int, BlockPath]
     probabilities: dict[int, list[list[float]]]
     history: list[dict] = field(default_factory=list)
     cost_target: float = 0.0
@@ -149,7 +149,7 @@ class TrainSettings:
     abdp_smoothing: float = 0.9
 
 
-def train_model(space: SearchSpace, domains: Sequence[Domain], paths: dict[int, Path], t: TrainSettings,
+def train_model(space: SearchSpace, domains: Sequence[Domain], paths: dict[int, BlockPath], t: TrainSettings,
                 seed: int) -> MultiPathNet:
     """Phase 2: build the union of the paths' blocks from scratch and train all domains jointly."""
     torch.manual_seed(seed)
@@ -177,7 +177,7 @@ def train_model(space: SearchSpace, domains: Sequence[Domain], paths: dict[int, 
 
 
 @torch.no_grad()
-def evaluate(net: MultiPathNet, domains: Sequence[Domain], paths: dict[int, Path], batch: int = 256) -> dict[int, float]:
+def evaluate(net: MultiPathNet, domains: Sequence[Domain], paths: dict[int, BlockPath], batch: int = 256) -> dict[int, float]:
     """Test accuracy of each domain along its path (BN in inference mode)."""
     net.eval()
     out = {}

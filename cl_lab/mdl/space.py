@@ -24,8 +24,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from ..metrics import jaccard  # noqa: F401  (re-exported)
+
 ZERO = "zero"
-Path = tuple[int, ...]
+BlockPath = tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,7 @@ class SearchSpace:
         self.check(path)
         return [layer.choices[c] for layer, c in zip(self.layers, path)]
 
-    def from_names(self, names: Sequence[str]) -> Path:
+    def from_names(self, names: Sequence[str]) -> BlockPath:
         if len(names) != len(self.layers):
             raise ValueError(f"a path names one block per layer ({len(self.layers)}); got {len(names)}")
         out = []
@@ -99,21 +101,14 @@ class SearchSpace:
         """The (layer, block) pairs a path uses; ``zero`` uses no block."""
         return {(i, n) for i, n in enumerate(self.names(path)) if n != ZERO}
 
-    def reference_path(self) -> Path:
+    def reference_path(self) -> BlockPath:
         """The fixed single-path architecture: kernel 3, largest expansion, no skipped layer."""
         name = f"ib_k{min(self.kernels)}_e{max(self.expansions)}"
         return self.from_names([name] * len(self.layers))
 
-    def largest_path(self) -> Path:
+    def largest_path(self) -> BlockPath:
         name = f"ib_k{max(self.kernels)}_e{max(self.expansions)}"
         return self.from_names([name] * len(self.layers))
-
-
-def jaccard(a: Iterable, b: Iterable) -> float:
-    """|A & B| / |A | B| of two block sets (1 for two empty sets)."""
-    a, b = set(a), set(b)
-    union = a | b
-    return 1.0 if not union else len(a & b) / len(union)
 
 
 class DomainBN(nn.Module):
@@ -159,7 +154,7 @@ class MultiPathNet(nn.Module):
     builds every block for every domain (the supernet).
     """
 
-    def __init__(self, space: SearchSpace, num_classes: Sequence[int], paths: dict[int, Path] | None = None):
+    def __init__(self, space: SearchSpace, num_classes: Sequence[int], paths: dict[int, BlockPath] | None = None):
         super().__init__()
         self.space = space
         self.num_classes = list(num_classes)
@@ -183,7 +178,7 @@ class MultiPathNet(nn.Module):
             for i, layer in enumerate(space.layers))
         last = space.widths[-1]
         self.heads = nn.ModuleDict({str(d): nn.Linear(last, num_classes[d]) for d in stem_users})
-        self._macs: dict[Path, int] = {}
+        self._macs: dict[BlockPath, int] = {}
 
     def block(self, layer: int, name: str) -> InvertedBottleneck:
         return self.layers[layer][name]

@@ -104,11 +104,13 @@ class ConvAdapterMethod(IsolatedMethod):
 
     ``base_task = True`` (CCLL, EFTs): task 0 trains the whole backbone (with its own BN and
     head, no adapters); the backbone is frozen for good when task 0 ends and later tasks add
-    adapters. ``base_task = False`` (CLR, Confit): the backbone is frozen from the start and
+    adapters. ``base_task = False`` (CLR, RCM): the backbone is frozen from the start and
     every task, the first included, gets adapters.
     """
 
     base_task: ClassVar[bool] = False
+    adapter_key: ClassVar[str] = "adapter"
+    """The name of the adapter column in ``cost_breakdown`` (CLR: ``"clr"``)."""
 
     def __init__(self, backbone: Backbone, config: Any, stream: StreamInfo):
         super().__init__(backbone, config, stream)
@@ -118,13 +120,17 @@ class ConvAdapterMethod(IsolatedMethod):
             freeze(backbone)
         self.adapters = replace_modules(backbone, lambda m: isinstance(m, nn.Conv2d) and self.adapts(m), self.wrap_conv)
         self.bn_layers = replace_modules(backbone, lambda m: isinstance(m, nn.modules.batchnorm._BatchNorm),
-                                         self.wrap_bn)
+                                         self.wrap_bn) if self.adapts_bn() else []
         if not self.adapters and not self.bn_layers:
             raise ValueError(f"{self.name}: the backbone {backbone.arch!r} has no Conv2d or BatchNorm layer to adapt")
         self.register_buffer("base_trained", torch.tensor(not self.base_task))
 
     def adapts(self, conv: nn.Conv2d) -> bool:
         """Which convs get per-task modules (all by default)."""
+        return True
+
+    def adapts_bn(self) -> bool:
+        """Whether every task keeps its own BatchNorm copies (True by default)."""
         return True
 
     def wrap_conv(self, conv: nn.Conv2d) -> PerTask:
@@ -187,13 +193,13 @@ class ConvAdapterMethod(IsolatedMethod):
         """
         head = self.head_params(task_id)
         if self.uses_base(task_id):
-            return {"adapter": 0, "bn": 0, "bn_stats": 0, "head": head, "total": head}
+            return {self.adapter_key: 0, "bn": 0, "bn_stats": 0, "head": head, "total": head}
         modules = [s.task_module(task_id) for s in self.switches]
         bns = [m for mod in modules for m in mod.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
         bn = sum(p.numel() for m in bns for p in m.parameters())
         adapter = sum(p.numel() for mod in modules for p in mod.parameters()) - bn
         stats = sum(m.running_mean.numel() + m.running_var.numel() for m in bns if m.running_mean is not None)
-        return {"adapter": adapter, "bn": bn, "bn_stats": stats, "head": head, "total": adapter + bn + head}
+        return {self.adapter_key: adapter, "bn": bn, "bn_stats": stats, "head": head, "total": adapter + bn + head}
 
     def cost(self) -> Cost:
         rows = [self.cost_breakdown(t) for t in range(len(self.task_classes))]

@@ -94,9 +94,22 @@ def per_task_loss(method, x: Tensor, task: Tensor, fn) -> Tensor:
 
 
 class ReplayMethod(Method):
-    """A method with a ``self.buffer``: its bytes count in the cost, its contents in the checkpoint."""
+    """A method with a ``self.buffer``: its bytes count in the cost, its contents in the checkpoint.
+
+    ``loss`` calls ``remember(x, y, task_id[, logits])``; the batch enters the buffer after the
+    optimiser step (so this step's replay samples never include the batch itself).
+    """
 
     buffer: ReservoirBuffer
+    _pending: tuple | None = None
+
+    def remember(self, x: Tensor, y: Tensor, task_id: int, logits: Tensor | None = None) -> None:
+        self._pending = (x, y, task_id, logits)
+
+    def after_step(self) -> None:
+        if self._pending is not None:
+            self.buffer.add(*self._pending)
+            self._pending = None
 
     def cost(self) -> Cost:
         c = super().cost()

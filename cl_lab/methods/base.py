@@ -40,6 +40,8 @@ class OptimConfig:
     optimizer: Literal["sgd", "adam"] = param("sgd", "optimiser")
     momentum: float = param(0.9, "SGD momentum", ge=0, lt=1)
     weight_decay: float = param(0.0, "L2 weight decay", ge=0)
+    max_grad_norm: float | None = param(
+        None, "clip the gradient norm before each step (None: never); clipped steps are counted per task", gt=0)
 
 
 @dataclass
@@ -204,14 +206,15 @@ class Method(nn.Module):
         """One optimisation step on a batch of the current task; returns the loss.
 
         zero_grad, ``loss``, backward, optional gradient-norm clipping (``max_grad_norm``
-        in a method's config; clipped steps are counted and reported per task), step,
-        ``after_step``.
+        of ``OptimConfig``; clipped steps are counted and reported per task), step,
+        ``after_step``. A method changes what is learned through ``loss`` (or
+        ``penalty``) and ``after_step``, never by re-writing this step.
         """
-        assert self.optimizer is not None
+        assert self.optimizer is not None, "begin_task must be called before observe"
         self.optimizer.zero_grad(set_to_none=True)
         loss = self.loss(x, y, task_id)
         loss.backward()
-        clip = getattr(self.cfg, "max_grad_norm", None)
+        clip = self.cfg.max_grad_norm
         if clip:
             norm = torch.nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]], clip)
             self._clipped += int(norm > clip)
@@ -233,12 +236,12 @@ class Method(nn.Module):
         return 0.0
 
     def after_step(self) -> None:
-        """Called after every optimiser step (proximal steps, path integrals)."""
+        """Called after every optimiser step (proximal steps, path integrals, buffer updates)."""
 
     def task_log(self) -> dict[str, float]:
         """Diagnostics of the task just trained, written as extra columns of ``costs.csv``."""
         out: dict[str, float] = {}
-        if getattr(self.cfg, "max_grad_norm", None):
+        if self.cfg.max_grad_norm:
             out["clipped_fraction"] = self._clipped / max(1, self._steps)
         return out
 

@@ -44,6 +44,7 @@ from torch import Tensor, nn
 from ..config import ConfigError, param
 from ._adapters import ConvAdapterMethod, TaskBatchNorm
 from .base import OptimConfig
+from .registry import register
 
 
 @dataclass
@@ -92,6 +93,7 @@ class CalibratedBN(TaskBatchNorm):
         return self.tasks[str(task_id)]
 
 
+@register
 class CCLL(ConvAdapterMethod):
     """Backbone trained on task 1 and frozen; per later task, BN + spatial and channel-wise calibration."""
 

@@ -38,6 +38,7 @@ from ..config import ConfigError, param
 from ..data.task import Task
 from ..models.graph import conv_bn_pairs, set_submodule
 from .base import Cost, Method, OptimConfig, swapped_bn
+from .registry import register
 
 
 @dataclass
@@ -89,6 +90,7 @@ class TrackedConv(nn.Module):
         return self.conv(x).mean((0, 2, 3))
 
 
+@register
 class ConFiT(Method):
     """One continually fine-tuned network; per-task BN, recomputed through the current convs at test time."""
 

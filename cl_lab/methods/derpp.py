@@ -19,6 +19,7 @@ from torch import Tensor
 from ..config import param
 from ._buffer import ReplayMethod, ReservoirBuffer, per_task_loss
 from .base import OptimConfig
+from .registry import register
 
 
 @dataclass
@@ -31,6 +32,7 @@ class DERPPConfig(OptimConfig):
     beta: float = param(0.5, "weight of the buffer cross-entropy term", ge=0)
 
 
+@register
 class DERPP(ReplayMethod):
     """Shared backbone, a head per task, logit replay plus label replay."""
 
@@ -41,20 +43,21 @@ class DERPP(ReplayMethod):
         super().__init__(backbone, config, stream)
         self.buffer = ReservoirBuffer(config.buffer_size, logit_width=max(stream.num_classes))
 
-    def observe(self, x: Tensor, y: Tensor, task_id: int) -> float:
-        self.optimizer.zero_grad(set_to_none=True)
+    def loss(self, x: Tensor, y: Tensor, task_id: int) -> Tensor:
         logits = self(x, task_id)
+        self.remember(x, y, task_id, logits.detach())
         loss = F.cross_entropy(logits, y)
-        if len(self.buffer):
-            b = self.buffer.sample(self.cfg.replay_batch_size, x.device)
-            width = [self.task_classes[t] for t in range(len(self.task_classes))]
-            loss = loss + self.cfg.alpha * per_task_loss(
-                self, b["x"], b["task"],
-                lambda out, m: F.mse_loss(out, b["logits"][m][:, : width[int(b["task"][m][0])]]))
-            c = self.buffer.sample(self.cfg.replay_batch_size, x.device)
-            loss = loss + self.cfg.beta * per_task_loss(
-                self, c["x"], c["task"], lambda out, m: F.cross_entropy(out, c["y"][m]))
-        loss.backward()
-        self.optimizer.step()
-        self.buffer.add(x, y, task_id, logits.detach())
-        return float(loss.detach())
+        if not len(self.buffer):
+            return loss
+        return loss + self.cfg.alpha * self.logit_replay(x.device) + self.cfg.beta * self.label_replay(x.device)
+
+    def logit_replay(self, device) -> Tensor:
+        """MSE between the current logits of buffered examples and the logits stored with them."""
+        b = self.buffer.sample(self.cfg.replay_batch_size, device)
+        return per_task_loss(self, b["x"], b["task"],
+                             lambda out, m: F.mse_loss(out, b["logits"][m][:, : self.task_classes[int(b["task"][m][0])]]))
+
+    def label_replay(self, device) -> Tensor:
+        """Cross-entropy on an independent sample of buffered examples and their labels."""
+        c = self.buffer.sample(self.cfg.replay_batch_size, device)
+        return per_task_loss(self, c["x"], c["task"], lambda out, m: F.cross_entropy(out, c["y"][m]))

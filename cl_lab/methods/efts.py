@@ -37,6 +37,7 @@ from torch import Tensor, nn
 from ..config import ConfigError, param
 from ._adapters import AdaptedConv, ConvAdapterMethod
 from .base import OptimConfig
+from .registry import register
 
 
 @dataclass
@@ -95,6 +96,7 @@ def _transform(conv: nn.Conv2d, cfg: EFTsConfig) -> FeatureTransform:
                             cfg.bias)
 
 
+@register
 class EFTs(ConvAdapterMethod):
     """Backbone trained on task 1 and frozen; per later task, group-wise + point-wise feature transforms."""
 

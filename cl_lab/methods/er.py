@@ -17,6 +17,7 @@ from torch import Tensor
 from ..config import param
 from ._buffer import ReplayMethod, ReservoirBuffer, per_task_loss
 from .base import OptimConfig
+from .registry import register
 
 
 @dataclass
@@ -25,6 +26,7 @@ class ERConfig(OptimConfig):
     replay_batch_size: int = param(32, "replayed examples per step", ge=1)
 
 
+@register
 class ER(ReplayMethod):
     """Shared backbone, a head per task, cross-entropy on current + replayed examples."""
 
@@ -35,18 +37,12 @@ class ER(ReplayMethod):
         super().__init__(backbone, config, stream)
         self.buffer = ReservoirBuffer(config.buffer_size)
 
-    def observe(self, x: Tensor, y: Tensor, task_id: int) -> float:
-        self.optimizer.zero_grad(set_to_none=True)
-        n_cur = len(x)
-        if len(self.buffer):
-            b = self.buffer.sample(self.cfg.replay_batch_size, x.device)
-            xs = torch.cat([x, b["x"]])
-            ys = torch.cat([y, b["y"]])
-            ts = torch.cat([torch.full_like(y, task_id), b["task"]])
-            loss = per_task_loss(self, xs, ts, lambda logits, m: F.cross_entropy(logits, ys[m]))
-        else:
-            loss = F.cross_entropy(self(x, task_id), y)
-        loss.backward()
-        self.optimizer.step()
-        self.buffer.add(x[:n_cur], y, task_id)
-        return float(loss.detach())
+    def loss(self, x: Tensor, y: Tensor, task_id: int) -> Tensor:
+        """Cross-entropy over the current batch and a replayed one, each example on its own head."""
+        self.remember(x, y, task_id)
+        if not len(self.buffer):
+            return F.cross_entropy(self(x, task_id), y)
+        b = self.buffer.sample(self.cfg.replay_batch_size, x.device)
+        xs, ys = torch.cat([x, b["x"]]), torch.cat([y, b["y"]])
+        ts = torch.cat([torch.full_like(y, task_id), b["task"]])
+        return per_task_loss(self, xs, ts, lambda logits, m: F.cross_entropy(logits, ys[m]))

@@ -41,6 +41,7 @@ from torch import Tensor
 from ..config import param
 from ..data.task import Task
 from .base import Cost, Method, OptimConfig
+from .registry import register
 
 
 @dataclass
@@ -49,8 +50,6 @@ class EWCConfig(OptimConfig):
     ewc_lambda: float = param(100.0, "strength lambda of the quadratic penalty", ge=0)
     fisher: Literal["empirical", "true"] = param("empirical", "labels for the Fisher: data ('empirical') or sampled")
     fisher_samples: int = param(256, "training examples used to estimate the Fisher", ge=1)
-    max_grad_norm: float | None = param(None, "clip the gradient norm (a guard that changes the method when it "
-                                              "acts: the fraction of clipped steps is reported per task); None: off", gt=0)
 
 
 def fisher_diagonal(method: Method, task: Task, task_id: int, n: int, kind: str) -> dict[str, Tensor]:
@@ -75,6 +74,7 @@ def fisher_diagonal(method: Method, task: Task, task_id: int, n: int, kind: str)
     return {k: f / len(x_all) for k, f in fisher.items()}
 
 
+@register
 class EWC(Method):
     """A separate quadratic penalty per past task, weighted by that task's Fisher."""
 

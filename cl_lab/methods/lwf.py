@@ -37,6 +37,7 @@ from torch import Tensor
 from ..config import param
 from ..data.task import Task
 from .base import Method, OptimConfig, Teacher
+from .registry import register
 
 
 @dataclass
@@ -82,6 +83,7 @@ def warm_up_head(head: torch.nn.Linear, feats: Tensor, y: Tensor, epochs: int, l
             opt.step()
 
 
+@register
 class LwF(Method):
     """Shared backbone, a head per task, old heads distilled towards their recorded responses."""
 

@@ -20,6 +20,7 @@ from torch import Tensor
 
 from ..config import param
 from .ewc import EWC, EWCConfig
+from .registry import register
 
 
 @dataclass
@@ -27,6 +28,7 @@ class OnlineEWCConfig(EWCConfig):
     gamma: float = param(1.0, "decay of the running Fisher before each new task's Fisher is added", ge=0, le=1)
 
 
+@register
 class OnlineEWC(EWC):
     """EWC with a single decayed running Fisher anchored at the latest parameters."""
 

@@ -36,6 +36,7 @@ from torch import Tensor, nn
 from ..config import param
 from ._adapters import TaskBatchNorm, replace_modules
 from .base import IsolatedMethod, OptimConfig, StreamInfo, freeze
+from .registry import register
 
 
 @dataclass
@@ -89,6 +90,7 @@ class ContextLayer(nn.Module):
         return F.conv2d(x, w, c.bias, c.stride, c.padding, c.dilation, c.groups)
 
 
+@register
 class PSP(IsolatedMethod):
     """Shared weights, per-task fixed contexts on every conv, one head per task."""
 

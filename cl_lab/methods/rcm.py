@@ -33,6 +33,7 @@ from torch import Tensor, nn
 from ..config import param
 from ._adapters import ConvAdapterMethod, PerTask
 from .base import OptimConfig
+from .registry import register
 
 
 @dataclass
@@ -78,6 +79,7 @@ class ReparamConv(PerTask):
         return F.conv2d(z, weight, self.bias)
 
 
+@register
 class RCM(ConvAdapterMethod):
     """Frozen filter banks shared by all tasks; per task, 1x1 modulators, BN and head."""
 

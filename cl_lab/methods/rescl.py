@@ -49,7 +49,7 @@ on the validation splits: 0.25: 0.371, 0.5: 0.386, 1: 0.544, 2: 0.575, 4: 0.563)
 decay brings most alphas to 0 before the phase ends, so the combined network stays close to
 the source and a new task is carried mostly by its head and the few channels whose alphas
 the distillation keeps alive: on this stream keeping the old tasks pays more than adapting
-to the new one (``cl-lab tradeoff`` / ``cl_lab.train.tradeoff`` trace the whole curve);
+to the new one (``cl-lab tradeoff`` / ``cl_lab.experiments.tradeoff`` trace the whole curve);
 fine-tuning for ``finetune_epochs`` at ``finetune_lr`` with weight decay 5e-4.
 """
 
@@ -68,6 +68,7 @@ from ..data.task import Task
 from ..models.graph import conv_bn_pairs, set_submodule
 from .base import Cost, Method, OptimConfig, Teacher, fit_on_task, freeze
 from .lwf import distillation
+from .registry import register
 
 
 @dataclass
@@ -272,6 +273,7 @@ def alphas(root: nn.Module) -> list[nn.Parameter]:
     return [p for m in root.modules() if isinstance(m, Combined) for p in (m.alpha_s, m.alpha_t)]
 
 
+@register
 class ResCL(Method):
     """Fine-tune, combine residually with learnable per-channel alphas, distil, fold."""
 

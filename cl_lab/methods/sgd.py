@@ -7,8 +7,10 @@ shared backbone drifts and old heads read features they were not trained on.
 from __future__ import annotations
 
 from .base import Method, OptimConfig
+from .registry import register
 
 
+@register
 class SGD(Method):
     """Plain fine-tuning with cross-entropy on the current task only."""
 

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from ..config import param
 from .base import Method, OptimConfig, freeze
+from .registry import register
 
 
 @dataclass
@@ -23,6 +24,7 @@ class SGDLLConfig(OptimConfig):
     head: Literal["shared", "per-task"] = param("shared", "one shared last layer (paper) or a head per task")
 
 
+@register
 class SGDLL(Method):
     """Frozen backbone (BN statistics frozen too); only the last layer learns."""
 

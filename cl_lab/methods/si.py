@@ -24,12 +24,12 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from ..config import param
 from ..data.task import Task
 from .base import Cost, Method, OptimConfig
+from .registry import register
 
 
 @dataclass
@@ -41,6 +41,7 @@ class SIConfig(OptimConfig):
     xi: float = param(1e-3, "damping xi in Omega = omega / (Delta^2 + xi)", gt=0)
 
 
+@register
 class SI(Method):
     """Path-integral importance per parameter, quadratic surrogate anchored at the last task."""
 
@@ -53,6 +54,7 @@ class SI(Method):
         self.anchor: dict[str, Tensor] = {}
         self.omega: dict[str, Tensor] = {}
         self.start: dict[str, Tensor] = {}
+        self.before: dict[str, Tensor] = {}
 
     def _params(self) -> dict[str, Tensor]:
         return {k: p for k, p in self.backbone.named_parameters() if p.requires_grad}
@@ -60,6 +62,7 @@ class SI(Method):
     def begin_task(self, task_id: int, task: Task) -> None:
         super().begin_task(task_id, task)
         self.start = {k: p.detach().clone() for k, p in self._params().items()}
+        self.before = {k: p.detach().clone() for k, p in self._params().items()}  # parameters before each step
         self.omega = {k: torch.zeros_like(p) for k, p in self._params().items()}
 
     def penalty(self) -> Tensor | float:
@@ -68,22 +71,16 @@ class SI(Method):
         params = self._params()
         return self.cfg.c * sum((self.importance[k] * (params[k] - self.anchor[k]) ** 2).sum() for k in self.importance)
 
-    def observe(self, x: Tensor, y: Tensor, task_id: int) -> float:
-        self.optimizer.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(self(x, task_id), y) + self.penalty()
-        loss.backward()
+    def after_step(self) -> None:
+        """omega_i += -g_i * delta_theta_i for the step just taken (g: the task loss's gradient alone)."""
         params = self._params()
-        before = {k: p.detach().clone() for k, p in params.items()}
-        grads = {}
         for k, p in params.items():
+            before = self.before[k]
             g = p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p)
             if self.importance:
-                g -= 2 * self.cfg.c * self.importance[k] * (before[k] - self.anchor[k])
-            grads[k] = g
-        self.optimizer.step()
-        for k, p in params.items():
-            self.omega[k] -= grads[k] * (p.detach() - before[k])
-        return float(loss.detach())
+                g -= 2 * self.cfg.c * self.importance[k] * (before - self.anchor[k])
+            self.omega[k] -= g * (p.detach() - before)
+            before.copy_(p.detach())
 
     def end_task(self, task_id: int, task: Task) -> None:
         for k, p in self._params().items():
@@ -91,7 +88,7 @@ class SI(Method):
             new = self.omega[k] / (delta ** 2 + self.cfg.xi)
             self.importance[k] = self.importance.get(k, torch.zeros_like(new)) + new
             self.anchor[k] = p.detach().clone()
-        self.omega, self.start = {}, {}
+        self.omega, self.start, self.before = {}, {}, {}
         super().end_task(task_id, task)
 
     def cost(self) -> Cost:

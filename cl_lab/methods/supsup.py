@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from ..config import param
 from ._adapters import PerTask, TaskBatchNorm, replace_modules
 from .base import Cost, IsolatedMethod, OptimConfig, StreamInfo, freeze
+from .registry import register
 
 
 @dataclass
@@ -101,6 +102,7 @@ def signed_constant_(weight: Tensor) -> None:
         weight.copy_(torch.sign(torch.randn_like(weight)) * std)
 
 
+@register
 class SupSup(IsolatedMethod):
     """Fixed random network, one learnt binary supermask per task and layer."""
 

@@ -1,5 +1,6 @@
-"""The runner: training loop, evaluation, checkpoints and resume."""
+"""The runner: stream x method -> accuracy matrix, costs and a resumable run directory."""
 
-from .runner import RunConfig, RunDirError, RunResult, evaluate, run, seed_everything
+from ..rundir import RunDirError
+from .runner import RunConfig, RunResult, TrainingDiverged, evaluate, run, seed_everything
 
-__all__ = ["RunConfig", "RunDirError", "RunResult", "evaluate", "run", "seed_everything"]
+__all__ = ["RunConfig", "RunDirError", "RunResult", "TrainingDiverged", "evaluate", "run", "seed_everything"]

@@ -4,38 +4,31 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import os
 import platform
 import random
 import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
 from .. import __version__
-from .._io import atomic_torch_save, atomic_write_json
 from ..config import ConfigError, build, param
 from ..data.streams import load_stream
 from ..data.task import Task, TaskStream
 from ..methods import Method, StreamInfo, get_method
-from ..methods.base import TrainPlan
+from ..methods.base import TrainPlan, fit_on_task
 from ..models.backbones import BACKBONES, Backbone, build_backbone
 from ..models.weights import load_weights, shipped_checkpoints
-
-CHECKPOINT_FORMAT = 2  # 2: tensors and plain containers only, loaded with weights_only=True
+from ..rundir import MAX_SEED, RunDir, RunDirError, check_out_dir, check_run_name, default_name
 
 
 class TrainingDiverged(FloatingPointError):
     """The training loss became NaN or infinite."""
-
-
-class RunDirError(RuntimeError):
-    """The run directory cannot be used (different config, unwritable, corrupt checkpoint)."""
 
 
 @dataclass
@@ -44,14 +37,17 @@ class RunConfig:
 
     backbone: str = param("resnet8", f"backbone name ({', '.join(BACKBONES)}) or pass an nn.Module")
     pretrained: str | None = param(
-        "auto", "'auto' (shipped checkpoint when the method wants one and one exists), 'shipped', "
-        "a weights file path, or None for random init")
+        "auto", "'auto' (shipped checkpoint when the method wants one and one exists), 'shipped', a weights file "
+        "path, 'first-task' (trained on the stream's first task, then frozen for frozen-backbone methods) or None "
+        "(random init)")
+    first_task_epochs: int = param(8, "epochs of whole-backbone training when pretrained='first-task'", ge=1)
+    first_task_lr: float = param(0.05, "SGD learning rate of that training", gt=0)
     weights_kind: Literal["auto", "torchvision", "dino", "swav", "cl_lab"] = param("auto", "format of a weights file")
     epochs: int = param(4, "training epochs per task", ge=1)
     batch_size: int = param(32, "training mini-batch size", ge=2)
     eval_batch_size: int = param(256, "evaluation batch size", ge=1)
-    seed: int = param(0, "seeds Python, NumPy, torch, initialisation and data order", ge=0)
-    stream_seed: int = param(0, "seed of the embedded stream's content (fixed so seeds share data)", ge=0)
+    seed: int = param(0, "seeds Python, NumPy, torch, initialisation and data order", ge=0, le=MAX_SEED)
+    stream_seed: int = param(0, "seed of the embedded stream's content (fixed so seeds share data)", ge=0, le=MAX_SEED)
     n_tasks: int | None = param(None, "train only the first n tasks of the stream", ge=1)
     device: str = param("auto", "'auto' (CUDA when present), 'cpu', 'cuda' or 'cuda:N'")
     amp: bool = param(False, "bfloat16 autocast (CUDA only)")
@@ -60,7 +56,7 @@ class RunConfig:
     eval_split: Literal["test", "val"] = param(
         "test", "split the accuracy matrix is measured on ('val' for choosing hyperparameters)")
     out: str = param("runs", "directory that holds run directories")
-    run_name: str | None = param(None, "run directory name (default: stream_method_backbone_seedN)")
+    run_name: str | None = param(None, "run directory name (default: stream_method_backbone_seedN-<config hash>)")
     resume: bool = param(True, "resume an interrupted run in the same directory")
     progress: bool = param(True, "show tqdm progress bars")
 
@@ -69,8 +65,8 @@ class RunConfig:
             raise ConfigError(f"run: device={self.device!r} is not allowed; use 'auto', 'cpu', 'cuda' or 'cuda:N'")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise ConfigError(f"run: device={self.device!r} but CUDA is not available here; use 'auto' or 'cpu'")
-        if self.run_name is not None and not re.fullmatch(r"[A-Za-z0-9._+-]+", self.run_name):
-            raise ConfigError(f"run: run_name={self.run_name!r} may hold only letters, digits and . _ + -")
+        if self.run_name is not None:
+            check_run_name(self.run_name)
 
 
 @dataclass
@@ -117,7 +113,8 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _split_kwargs(method_cls: type[Method], kwargs: dict[str, Any]) -> tuple[dict, dict]:
+def split_kwargs(method_cls: type[Method], kwargs: dict[str, Any]) -> tuple[dict, dict]:
+    """Keyword arguments -> (runner parameters, the method's hyperparameters); an unknown name is an error."""
     run_fields = {f.name for f in dataclasses.fields(RunConfig)}
     method_fields = {f.name for f in dataclasses.fields(method_cls.Config)}
     run_kw, method_kw = {}, {}
@@ -138,41 +135,14 @@ def _split_kwargs(method_cls: type[Method], kwargs: dict[str, Any]) -> tuple[dic
     return run_kw, method_kw
 
 
-def _check_writable(out: Path) -> None:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-test-{os.getpid()}"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as e:
-        raise RunDirError(f"out={str(out)!r} is not a writable directory ({e.strerror or e})") from e
-
-
 def _stream_record(stream: TaskStream) -> dict[str, Any]:
     return {"name": stream.name, "hash": stream.content_hash(),
             "tasks": [t.describe() for t in stream.tasks]}
 
 
-COMPARED = ("method", "method_config", "backbone", "pretrained", "epochs", "batch_size", "seed", "stream",
-            "bn_stats", "eval_split")
-
-
-def _load_checkpoint(path: Path, method_name: str, stream_hash: str) -> dict[str, Any]:
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise RunDirError(
-            f"checkpoint {str(path)!r} is corrupt or unreadable ({type(e).__name__}); nothing was changed. "
-            "Move it away to restart that run from scratch, or pick another run_name/out"
-        ) from e
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise RunDirError(f"checkpoint {str(path)!r} is not a cl_lab checkpoint of format {CHECKPOINT_FORMAT}")
-    if ckpt.get("method") != method_name or ckpt.get("stream_hash") != stream_hash:
-        raise RunDirError(
-            f"checkpoint {str(path)!r} belongs to method {ckpt.get('method')!r} on stream hash "
-            f"{str(ckpt.get('stream_hash'))[:12]}, not {method_name!r} on {stream_hash[:12]}; nothing was changed"
-        )
-    return ckpt
+COMPARED = ("method", "method_config", "backbone", "pretrained", "first_task_epochs", "first_task_lr", "epochs",
+            "batch_size", "seed", "stream", "bn_stats", "eval_split")
+"""The settings a run directory is tied to: resuming with any of them changed is refused."""
 
 
 @torch.no_grad()
@@ -276,7 +246,7 @@ def run(method: str = "sgd", stream: str | TaskStream = "synth-10", *, backbone:
     any data is generated or any file is written.
     """
     method_cls = get_method(method)
-    run_kw, method_kw = _split_kwargs(method_cls, kwargs)
+    run_kw, method_kw = split_kwargs(method_cls, kwargs)
     user_module = backbone if isinstance(backbone, nn.Module) else None
     if user_module is None:
         if not isinstance(backbone, str) or backbone not in BACKBONES:
@@ -288,12 +258,12 @@ def run(method: str = "sgd", stream: str | TaskStream = "synth-10", *, backbone:
     mcfg = build(method_cls.Config, method_kw, method_cls.name)
     if cfg.amp and resolve_device(cfg.device).type != "cuda":
         raise ConfigError("run: amp=True needs a CUDA device; this run would use the CPU")
-    if cfg.pretrained not in (None, "auto", "shipped") and not Path(cfg.pretrained).expanduser().exists() \
+    if cfg.pretrained not in (None, "auto", "shipped", "first-task") and not Path(cfg.pretrained).expanduser().exists() \
             and cfg.pretrained not in shipped_checkpoints():
-        raise ConfigError(f"run: pretrained={cfg.pretrained!r} is neither 'auto', 'shipped', None, a shipped "
+        raise ConfigError(f"run: pretrained={cfg.pretrained!r} is neither 'auto', 'shipped', 'first-task', None, a shipped "
                           f"checkpoint {sorted(shipped_checkpoints())} nor an existing file")
     out = Path(cfg.out).expanduser()
-    _check_writable(out)
+    check_out_dir(out)
 
     if isinstance(stream, TaskStream):
         ts = stream
@@ -315,61 +285,112 @@ def run(method: str = "sgd", stream: str | TaskStream = "synth-10", *, backbone:
     seed_everything(cfg.seed)
     # a user's module is copied, so every run starts from the weights it was given
     bb = build_backbone(copy.deepcopy(user_module) if user_module is not None else cfg.backbone, ts[0].image_shape)
+    check_input(bb, ts)
     pretrained = _resolve_pretrained(cfg, method_cls, bb)
-    if pretrained is not None:
-        load_weights(bb, pretrained, kind=cfg.weights_kind)
-
-    default_name = f"{ts.name}_{method_cls.name}_{run_kw['backbone']}_seed{cfg.seed}"
-    run_name = cfg.run_name or re.sub(r"[^A-Za-z0-9._+-]", "-", default_name)
-    run_dir = out / run_name
     resolved = {
         "method": method_cls.name,
         "method_config": dataclasses.asdict(mcfg),
         **{k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("run_name",)},
         "pretrained": pretrained,
-        "run_name": run_name,
         "stream": _stream_record(ts),
         "device": str(device),
         "versions": {"cl_lab": __version__, "torch": torch.__version__, "python": platform.python_version()},
     }
+    run_name = cfg.run_name or default_name(f"{ts.name}_{method_cls.name}_{run_kw['backbone']}_seed{cfg.seed}",
+                                            {k: resolved[k] for k in COMPARED})
+    resolved["run_name"] = run_name
+    with RunDir(out / run_name, resolved, COMPARED, resume=cfg.resume) as rd:
+        return _train_stream(rd, ts, method_cls, mcfg, cfg, bb, pretrained, device)
+
+
+def check_input(backbone: Backbone, ts: TaskStream) -> None:
+    """Refuse a stream whose images the backbone cannot take, naming the task, before any work."""
+    for t in ts:
+        if t.image_shape[0] != ts[0].image_shape[0]:
+            raise ConfigError(f"run: task {t.name!r} has {t.image_shape[0]} channel(s) but task {ts[0].name!r} has "
+                              f"{ts[0].image_shape[0]}; every task of a stream must have the same channel count")
+    conv = next((m for m in backbone.modules() if isinstance(m, nn.Conv2d)), None)
+    if conv is not None and conv.in_channels != ts[0].image_shape[0]:
+        raise ConfigError(f"run: task {ts[0].name!r} has {ts[0].image_shape[0]} channel(s) but backbone "
+                          f"{backbone.arch!r} takes {conv.in_channels}; convert the images or use another backbone")
+
+
+def pretrain_on_first_task(backbone: Backbone, task: Task, epochs: int, lr: float, seed: int) -> None:
+    """``pretrained='first-task'``: the whole backbone trained with a temporary head on the first task."""
+    seed_everything(_derive(seed, 0, 2))
+    head = nn.Linear(backbone.out_dim, task.num_classes).to(next(backbone.parameters()).device)
+    for p in backbone.parameters():
+        p.requires_grad_(True)
+    fit_on_task(backbone, head, task, epochs, lr)
+
+
+def _csv(rows: list[dict[str, Any]]) -> str:
+    import pandas as pd
+
+    return pd.DataFrame(rows).to_csv(index=False)
+
+
+def accuracy_rows(R: np.ndarray, task_names: Sequence[str]) -> list[dict[str, Any]]:
+    rows = []
+    for i in range(R.shape[0]):
+        for j in range(i + 1):
+            rows.append({"after_task": i, "after_task_name": task_names[i], "task": j,
+                         "task_name": task_names[j], "accuracy": float(R[i, j])})
+    return rows
+
+
+def write_progress(rd: RunDir, R: np.ndarray, task_names: Sequence[str], costs: list[dict[str, Any]],
+                   summary: dict[str, Any]) -> None:
+    """Write accuracy, metrics, costs and summary for the tasks trained so far (each atomically;
+    the format ``cl_lab.results`` reads)."""
+    from .. import metrics
+
+    rd.write_text("accuracy.csv", _csv(accuracy_rows(R, task_names)))
+    table = metrics.per_task_table(R)
+    for row in table:
+        row["after_task_name"] = task_names[row["after_task"]]
+    rd.write_text("metrics.csv", _csv(table))
+    rd.write_text("costs.csv", _csv(costs))
+    rd.write_json("summary.json", summary)
+
+
+
+def _summary(R: np.ndarray, done: int, n: int, costs: list[dict[str, Any]]) -> dict[str, Any]:
+    from .. import metrics as M
+
+    return {"status": "complete" if done == n else "running", "completed_tasks": done, "tasks": n,
+            "avg_accuracy": float(M.average_accuracy(R[:done])[-1]), "bwt": M.bwt(R[:done]),
+            "forgetting": M.forgetting(R[:done]), "train_seconds": float(sum(r["train_seconds"] for r in costs))}
+
+
+def _train_stream(rd: RunDir, ts: TaskStream, method_cls: type[Method], mcfg: Any, cfg: RunConfig, bb: Backbone,
+                  pretrained: str | None, device: torch.device) -> RunResult:
+    run_dir, resolved = rd.path, rd.config
     start, R, costs = 0, np.full((len(ts), len(ts)), np.nan), []
+    ckpt = rd.load_checkpoint() if rd.resumed else None
+    if pretrained == "first-task":
+        if ckpt is None:
+            pretrain_on_first_task(bb, ts[0], cfg.first_task_epochs, cfg.first_task_lr, cfg.seed)
+    elif pretrained is not None:
+        load_weights(bb, pretrained, kind=cfg.weights_kind)
     info = StreamInfo(tuple(t.num_classes for t in ts), tuple(t.name for t in ts))
     learner: Method = method_cls(bb, mcfg, info).to(device)
     try:
         learner.set_bn_stats(cfg.bn_stats)
     except ValueError as e:
         raise ConfigError(f"run: {e}") from None
-
-    ckpt_path = run_dir / "checkpoint.pt"
-    if (run_dir / "config.json").exists():
-        import json
-
-        try:
-            old = json.loads((run_dir / "config.json").read_text())
-        except ValueError as e:
-            raise RunDirError(f"{run_dir / 'config.json'} is corrupt ({e}); nothing was changed") from e
-        diff = [k for k in COMPARED if old.get(k) != json.loads(json.dumps(resolved[k], default=str))]
-        if diff:
-            raise RunDirError(
-                f"run directory {str(run_dir)!r} holds a run with a different {', '.join(diff)}; nothing was changed. "
-                "Choose another run_name or out"
-            )
-        if not cfg.resume:
-            raise RunDirError(f"run directory {str(run_dir)!r} exists and resume=False; choose another run_name or out")
-        if ckpt_path.exists():
-            ckpt = _load_checkpoint(ckpt_path, method_cls.name, ts.content_hash())
-            learner.restore(ckpt["state"])
-            learner.to(device)
-            start, costs = ckpt["completed"] + 1, ckpt["costs"]
-            R[: start] = ckpt["R"].numpy()[: start]
-    else:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(run_dir / "config.json", resolved)
-
     names = [t.name for t in ts]
+    if ckpt is not None:
+        if ckpt.get("method") != method_cls.name or ckpt.get("stream_hash") != ts.content_hash():
+            raise RunDirError(f"checkpoint in {str(run_dir)!r} belongs to another method or stream; nothing was changed")
+        learner.restore(ckpt["state"])
+        learner.to(device)
+        start, costs = ckpt["completed"] + 1, ckpt["costs"]
+        R[: start] = ckpt["R"].numpy()[: start]
+        # the progress files may lag the checkpoint (a kill between the two writes): rewrite them from it
+        write_progress(rd, R[: start], names, costs, _summary(R, start, len(ts), costs))
     if start >= len(ts):
         return RunResult(run_dir, R, resolved, names)
-    summary: dict[str, Any] = {"status": "running", "completed_tasks": start, "tasks": len(ts)}
     for i in _bar(range(start, len(ts)), cfg.progress, desc=f"{method_cls.name} on {ts.name}", initial=start,
                   total=len(ts)):
         task = ts[i]
@@ -398,16 +419,7 @@ def run(method: str = "sgd", stream: str | TaskStream = "synth-10", *, backbone:
             "images_per_second": log["images_per_second"], "final_loss": log["final_loss"],
             **learner.task_log(),
         })
-        atomic_torch_save(ckpt_path, {"format": CHECKPOINT_FORMAT, "method": method_cls.name,
-                                      "stream_hash": ts.content_hash(), "completed": i,
-                                      "state": learner.checkpoint_state(), "R": torch.from_numpy(R.copy()),
-                                      "costs": costs})
-        from .. import metrics as M
-        from ..results import write_progress
-
-        summary = {"status": "complete" if i == len(ts) - 1 else "running", "completed_tasks": i + 1,
-                   "tasks": len(ts), "avg_accuracy": float(M.average_accuracy(R[: i + 1])[-1]),
-                   "bwt": M.bwt(R[: i + 1]), "forgetting": M.forgetting(R[: i + 1]),
-                   "train_seconds": float(sum(r["train_seconds"] for r in costs))}
-        write_progress(run_dir, R[: i + 1], names, costs, summary)
+        rd.save_checkpoint({"method": method_cls.name, "stream_hash": ts.content_hash(), "completed": i,
+                            "state": learner.checkpoint_state(), "R": torch.from_numpy(R.copy()), "costs": costs})
+        write_progress(rd, R[: i + 1], names, costs, _summary(R, i + 1, len(ts), costs))
     return RunResult(run_dir, R, resolved, names)

@@ -155,7 +155,7 @@ def matrix_dashboard(root: str | Path) -> Dashboard:
 
 def path_dashboard(run_dir: str | Path) -> Dashboard:
     """MPNAS path similarity heatmap (domain selector) and the chosen-paths diagram (setup selector)."""
-    from ..mdl.experiment import load_mdl
+    from ..results import load_mdl
 
     _, go = _widgets()
     r = load_mdl(run_dir)

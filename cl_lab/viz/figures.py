@@ -136,14 +136,11 @@ def mdl_comparison(summary):
 
 def path_similarity(blocks, setup: str = "mpnas"):
     """Jaccard matrix (domain x domain) of the non-zero blocks each domain's path uses, from ``blocks.csv``."""
-    import pandas as pd
-
-    from ..mdl.space import jaccard
+    from ..metrics import jaccard_matrix
 
     df = blocks[(blocks.setup == setup) & (blocks.block != "zero")]
     if df.empty:
         raise ValueError(f"no paths for setup {setup!r}; allowed: {sorted(blocks.setup.unique())}")
     sets = {d: set(zip(g.layer_index, g.block)) for d, g in df.groupby("domain", sort=False)}
     names = list(dict.fromkeys(blocks[blocks.setup == setup].domain))
-    return pd.DataFrame([[jaccard(sets.get(a, ()), sets.get(b, ())) for b in names] for a in names],
-                        index=names, columns=names)
+    return jaccard_matrix({d: sets.get(d, set()) for d in names})

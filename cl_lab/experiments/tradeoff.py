@@ -16,7 +16,7 @@ from .. import metrics as M
 from .._io import atomic_write_text
 from ..data.streams import load_stream
 from ..data.task import TaskStream
-from .runner import run
+from ..train.runner import run
 
 DEFAULT_SWEEPS: dict[str, tuple[str, tuple[float, ...]]] = {
     "rescl": ("rescl_lambda", (0.0, 0.25, 0.5, 0.75, 1.0, 2.0)),

@@ -1,0 +1,1 @@
+"""Experiments built from runs: ResCL's source/target trade-off sweeps (``tradeoff``)."""
