@@ -13,9 +13,14 @@ class ConfigError(ValueError):
 
 
 def param(default: Any, help: str, *, ge: float | None = None, gt: float | None = None,
-          le: float | None = None, lt: float | None = None) -> Any:
-    """A config field with its paper default, a one-line meaning and its allowed range."""
-    meta = {"help": help, "ge": ge, "gt": gt, "le": le, "lt": lt}
+          le: float | None = None, lt: float | None = None, **extra: Any) -> Any:
+    """A config field with its paper default, a one-line meaning and its allowed range.
+
+    A mutable default (list, dict) is copied for every instance; ``extra`` is kept in the
+    field's metadata (e.g. ``role=`` for notebook parameters)."""
+    meta = {"help": help, "ge": ge, "gt": gt, "le": le, "lt": lt, **extra}
+    if isinstance(default, (list, dict)):
+        return dataclasses.field(default_factory=lambda: __import__("copy").deepcopy(default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
 
 
@@ -35,7 +40,7 @@ def describe(cls: type) -> list[dict[str, Any]]:
         rows.append({
             "name": f.name,
             "type": _type_name(hints[f.name]),
-            "default": f.default,
+            "default": f.default_factory() if f.default is dataclasses.MISSING else f.default,
             "allowed": _allowed(f.metadata) or _choices_text(hints[f.name]),
             "help": f.metadata.get("help", ""),
         })
@@ -43,6 +48,9 @@ def describe(cls: type) -> list[dict[str, Any]]:
 
 
 def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) in (list, tuple):
+        args = typing.get_args(tp)
+        return f"list of {_type_name(args[0])}" if args else "list"
     if typing.get_origin(tp) is Literal:
         return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
     args = [a for a in typing.get_args(tp) if a is not type(None)]
@@ -76,6 +84,15 @@ def _check_type(name: str, value: Any, tp: Any, where: str) -> Any:
             except ConfigError:
                 continue
         raise ConfigError(f"{where}: {name}={value!r} has the wrong type; expected {_type_name(tp)}")
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: {name} must be a list; got {value!r} ({type(value).__name__})")
+        (item,) = typing.get_args(tp)[:1] or (Any,)
+        return [_check_type(f"{name}[{i}]", v, item, where) for i, v in enumerate(value)]
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: {name} must be a mapping; got {value!r} ({type(value).__name__})")
+        return value
     if tp is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{where}: {name} must be true or false; got {value!r} ({type(value).__name__})")
@@ -100,28 +117,47 @@ def _check_type(name: str, value: Any, tp: Any, where: str) -> Any:
 
 
 def build(cls: type, values: Mapping[str, Any], where: str) -> Any:
-    """Instantiate config ``cls`` from ``values``, naming any bad key, type or range."""
+    """Instantiate config ``cls`` from ``values``, naming every bad key, type or range in one error.
+
+    The class's ``validate()`` (cross-parameter checks) runs too, on the values that passed,
+    so its complaint joins the others."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
+    problems: list[str] = []
     for key in values:
         if key not in fields:
             close = difflib.get_close_matches(key, list(fields), n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(f"{where}: unknown parameter {key!r}; allowed: {sorted(fields)}.{hint}")
+            problems.append(f"{where}: unknown parameter {key!r}; allowed: {sorted(fields)}.{hint}")
     clean = {}
     for key, value in values.items():
-        f = fields[key]
-        value = _check_type(key, value, hints[key], where)
-        m = f.metadata
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            ok = _in_range(float(value), m)
-            if not ok:
-                raise ConfigError(f"{where}: {key}={value!r} is out of range; allowed: {_allowed(m)}")
+        if key not in fields:
+            continue
+        try:
+            value = _check_type(key, value, hints[key], where)
+        except ConfigError as e:
+            problems.append(str(e))
+            continue
+        m = fields[key].metadata
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and not _in_range(float(value), m):
+            problems.append(f"{where}: {key}={value!r} is out of range; allowed: {_allowed(m)}")
+            continue
         clean[key] = value
     cfg = cls(**clean)
     check = getattr(cfg, "validate", None)
     if callable(check):
-        check()
+        try:
+            check()
+        except ConfigError as e:
+            if not problems:
+                raise
+            problems.append(str(e))
+    if len(problems) == 1:
+        raise ConfigError(problems[0])
+    if problems:
+        strip = f"{where}: "
+        raise ConfigError(f"{where}: {len(problems)} problems:\n  - " + "\n  - ".join(
+            p[len(strip):] if p.startswith(strip) else p for p in problems))
     return cfg
 
 

@@ -28,22 +28,16 @@ from typing import Any, Mapping, Sequence
 
 from ._io import atomic_write_text
 from .config import ConfigError
-from .notebook import PLOTLY_JS, SPECS, STATIC_ENV, recorded_runs
+from .lab.display import PLOTLY_JS, STATIC_ENV
+from .lab.params import NOTEBOOKS, check, roles
+from .lab.runs import recorded_runs
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 
-# The report set: notebooks in order with their parameters for the offline default
-# (sized so the whole set runs in well under 15 minutes on 2 CPU cores).
-REPORT_SET: dict[str, dict[str, Any]] = {
-    "00_quickstart": {"stream": "synth-mini", "methods": ["sgd", "clr"], "epochs": 2},
-    "01_task_stream": {"method": "clr", "stream": "synth-10", "n_tasks": 5, "epochs": 2},
-    "02_clr": {"stream": "synth-10", "n_tasks": 5, "compare": ["sgd", "ewc", "lwf"], "ablation": True, "epochs": 2},
-    "03_rescl": {"stream": "synth-10", "source": 0, "target": 1, "epochs": 1,
-                 "rescl_lambdas": [0.0, 0.5, 2.0], "lwf_alphas": [0.3, 3.0], "sgd_lrs": [0.001, 0.01]},
-    "04_mpnas": {"stream": "synth-10", "domains": "3", "search_steps": 40, "train_epochs": 4, "max_train": 600},
-    "05_baselines": {"stream": "synth-mini", "methods": "all", "epochs": 2},
-    "06_dashboard": {},
-}
+# The report set: every notebook in order, with the settings its parameter class declares in
+# ``REPORT`` (sized so the whole set runs in well under 15 minutes on 2 CPU cores).
+REPORT_SET: dict[str, dict[str, Any]] = {name: dict(cls.REPORT) for name, cls in sorted(NOTEBOOKS.items())}
+MAX_GRID_POINTS = 10_000
 
 
 @dataclass
@@ -65,12 +59,24 @@ def notebook_path(name: str, notebook_dir: Path | None = None) -> Path:
 
 
 def check_params(notebook: str, params: Mapping[str, Any]) -> None:
-    """Reject names a notebook does not declare before anything runs (papermill would only warn)."""
-    if notebook not in SPECS:
-        raise ConfigError(f"unknown notebook {notebook!r}; allowed: {sorted(SPECS)}")
-    unknown = sorted(set(params) - set(SPECS[notebook]))
-    if unknown:
-        raise ConfigError(f"{notebook}: unknown parameter(s) {unknown}; allowed: {sorted(SPECS[notebook])}")
+    """Reject unknown names, wrong types and impossible values before anything runs (papermill would
+    only warn about names a notebook does not declare)."""
+    if notebook not in NOTEBOOKS:
+        raise ConfigError(f"unknown notebook {notebook!r}; allowed: {sorted(NOTEBOOKS)}")
+    check(notebook, params)
+
+
+def fill_roles(notebook: str, params: dict[str, Any], out: Path) -> dict[str, Any]:
+    """Fill the parameters whose role ties them to the batch's directory: run directories go to
+    ``out/runs``, a ``from:<notebook>`` parameter takes the last run that notebook recorded."""
+    for name, role in roles(notebook).items():
+        if role in ("runs_out", "runs_in"):
+            params.setdefault(name, str(out / "runs"))
+        elif role.startswith("from:") and params.get(name) is None:
+            source = out / f"{role[5:]}.ipynb"
+            recorded = recorded_runs(source) if source.exists() else []
+            params[name] = recorded[-1] if recorded else None
+    return params
 
 
 def write_plotly_js(out: Path) -> Path:
@@ -93,6 +99,20 @@ def to_html(notebook_file: Path, html_file: Path) -> None:
     # module instead of ``window.Plotly`` and the static figures would not draw when online
     body = re.sub(r'<script[^>]*require(\.min)?\.js[^>]*>\s*</script>', "", body)
     atomic_write_text(html_file, body)
+
+
+KERNEL_START_ATTEMPTS = 3
+_START_FAILURES = ("address already in use", "kernel died before replying to kernel_info",
+                   "kernel didn't respond", "timed out waiting for kernel")
+
+
+def kernel_start_failed(exc: BaseException) -> bool:
+    """True when the kernel never started (port clash, start-up timeout): worth one more try;
+    an error raised by a notebook cell is not."""
+    if getattr(exc, "ename", None):  # papermill's PapermillExecutionError: a cell raised
+        return False
+    text = f"{type(exc).__name__}: {exc}".lower()
+    return any(m in text for m in _START_FAILURES)
 
 
 def _failure(exc: BaseException, out_nb: Path) -> dict[str, Any]:
@@ -127,10 +147,17 @@ def execute(name: str, params: Mapping[str, Any], out_nb: Path, html_file: Path,
     t0 = time.perf_counter()
     error: dict[str, Any] = {}
     try:
-        pm.execute_notebook(str(notebook_path(name, notebook_dir)), str(out_nb), parameters=dict(params),
-                            kernel_name="python3", cwd=str(cwd), progress_bar=False, log_output=False)
-    except Exception as e:  # a notebook's failure is a result to report, not a crash of the batch
-        error = _failure(e, out_nb)
+        for attempt in range(1, KERNEL_START_ATTEMPTS + 1):
+            try:
+                pm.execute_notebook(str(notebook_path(name, notebook_dir)), str(out_nb), parameters=dict(params),
+                                    kernel_name="python3", cwd=str(cwd), progress_bar=False, log_output=False)
+                break
+            except Exception as e:  # a notebook's failure is a result to report, not a crash of the batch
+                if attempt < KERNEL_START_ATTEMPTS and kernel_start_failed(e):
+                    time.sleep(0.5 * attempt)  # e.g. two workers picked the same port: start a fresh kernel
+                    continue
+                error = _failure(e, out_nb)
+                break
     finally:
         for k, v in env_before.items():
             if v is None:
@@ -179,13 +206,7 @@ def run_report_set(out: str | Path = "reports", only: Sequence[str] | None = Non
     for name in names:
         if name not in REPORT_SET:
             raise ConfigError(f"unknown report {name!r}; allowed: {list(REPORT_SET)}")
-        params = {**REPORT_SET[name], **dict((overrides or {}).get(name, {}))}
-        runs = str(out / "runs")
-        if "out_dir" in SPECS[name]:
-            params.setdefault("out_dir", runs)
-        if name == "06_dashboard":
-            params.setdefault("results_dir", runs)
-            params.setdefault("mdl_dir", None)  # filled below from the run 04_mpnas recorded
+        params = fill_roles(name, {**REPORT_SET[name], **dict((overrides or {}).get(name, {}))}, out)
         check_params(name, params)
         notebook_path(name, notebook_dir)
         plan.append((name, params))
@@ -193,9 +214,7 @@ def run_report_set(out: str | Path = "reports", only: Sequence[str] | None = Non
     write_plotly_js(out)
     outcomes = []
     for name, params in plan:
-        if name == "06_dashboard" and params["mdl_dir"] is None and (out / "04_mpnas.ipynb").exists():
-            mdl_runs = recorded_runs(out / "04_mpnas.ipynb")
-            params["mdl_dir"] = mdl_runs[-1] if mdl_runs else None
+        fill_roles(name, params, out)  # a from:<notebook> parameter reads what that notebook just recorded
         if progress:
             print(f"{name}: executing", flush=True)
         o = execute(name, params, out / f"{name}.ipynb", out / f"{name}.html", cwd=out, notebook_dir=notebook_dir)
@@ -240,11 +259,25 @@ def load_grid(path: str | Path) -> dict[str, Any]:
     for k, v in grid.items():
         if not isinstance(v, list) or not v:
             raise ConfigError(f"grid file: grid.{k} must be a non-empty list; got {v!r}")
+    size = 1
+    for v in grid.values():
+        size *= len(v)
+    if size > MAX_GRID_POINTS:
+        raise ConfigError(f"grid file: {' x '.join(str(len(v)) for v in grid.values())} = {size:,} points is more "
+                          f"than the {MAX_GRID_POINTS:,} allowed; split the grid")
+    for k, v in grid.items():
+        names = [point_value_name(x) for x in v]
+        clash = sorted({n for n in names if names.count(n) > 1})
+        if clash:
+            raise ConfigError(f"grid file: grid.{k} holds values that would share a point name {clash} (e.g. 1 and "
+                              "'1', or a repeated value); give each value once, with one type")
     if not isinstance(spec["fixed"], dict):
         raise ConfigError("grid file: 'fixed' must map parameter names to values")
     if isinstance(spec["workers"], bool) or not isinstance(spec["workers"], int) or spec["workers"] < 1:
         raise ConfigError(f"grid file: workers must be an integer >= 1; got {spec['workers']!r}")
-    check_params(spec["notebook"], {**spec["fixed"], **grid})
+    for k, v in grid.items():  # every value is checked, so a bad one fails before any point runs
+        for value in v:
+            check_params(spec["notebook"], {**spec["fixed"], k: value})
     return spec
 
 
@@ -253,10 +286,13 @@ def grid_points(spec: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [{**spec["fixed"], **dict(zip(keys, combo))} for combo in itertools.product(*(spec["grid"][k] for k in keys))]
 
 
+def point_value_name(v: Any) -> str:
+    """How a grid value appears in a point's file name."""
+    return "".join(ch if ch.isalnum() or ch in "-." else "_" for ch in str(v))
+
+
 def point_name(point: Mapping[str, Any], keys: Sequence[str]) -> str:
-    def clean(v: Any) -> str:
-        return "".join(ch if ch.isalnum() or ch in "-." else "_" for ch in str(v))
-    return "_".join(f"{k}-{clean(point[k])}" for k in keys)
+    return "_".join(f"{k}-{point_value_name(point[k])}" for k in keys)
 
 
 def _grid_job(args: tuple) -> dict[str, Any]:
@@ -285,9 +321,7 @@ def run_grid(grid_file: str | Path, out: str | Path = "reports/grid", workers: i
     records, jobs = [], []
     threads = max(1, (os.cpu_count() or 1) // workers)
     for point in grid_points(spec):
-        params = dict(point)
-        if "out_dir" in SPECS[notebook]:
-            params.setdefault("out_dir", str(out / "runs"))
+        params = fill_roles(notebook, dict(point), out)
         name = point_name(point, keys)
         done = out / f"{name}.json"
         if done.exists():

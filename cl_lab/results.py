@@ -42,26 +42,80 @@ def run_dirs(root: str | Path) -> list[Path]:
     return sorted(p.parent for p in root.rglob("config.json") if (p.parent / "accuracy.csv").exists())
 
 
+
+class BrokenRunWarning(UserWarning):
+    """A run directory under the results root was skipped (a file is corrupt or torn)."""
+
+
+def _read_run(d: Path, filename: str):
+    """(config, summary, table) of one run; raises ValueError naming the broken file."""
+    import pandas as pd
+
+    def js(name: str) -> dict:
+        try:
+            out = json.loads((d / name).read_text())
+        except (OSError, ValueError) as e:
+            raise ValueError(f"{d / name} is corrupt ({e})") from None
+        if not isinstance(out, dict):
+            raise ValueError(f"{d / name} is corrupt (not a JSON object)")
+        return out
+
+    cfg = js("config.json")
+    summary = js("summary.json") if (d / "summary.json").exists() else {}
+    try:
+        df = pd.read_csv(d / filename)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{d / filename} is corrupt ({e})") from None
+    try:
+        acc = df if filename == "accuracy.csv" else pd.read_csv(d / "accuracy.csv")
+        n = int(acc.after_task.max()) + 1 if len(acc) else 0
+        complete = len(acc) == n * (n + 1) // 2 and acc.accuracy.notna().all()
+    except (OSError, ValueError, AttributeError) as e:
+        raise ValueError(f"{d / 'accuracy.csv'} is corrupt ({e})") from None
+    done = summary.get("completed_tasks")
+    if not complete or (done is not None and n != done):
+        raise ValueError(f"{d / 'accuracy.csv'} is torn: {len(acc)} rows for {n} trained task(s)"
+                         + (f", summary.json says {done}" if done is not None else "")
+                         + "; rerun the same command to repair it from the checkpoint")
+    for key in ("method", "stream", "seed", "backbone"):
+        if key not in cfg:
+            raise ValueError(f"{d / 'config.json'} is corrupt (no {key!r})")
+    return cfg, summary, df
+
+
 def _load(root: str | Path, filename: str):
+    import warnings
+
     import pandas as pd
 
     frames = []
     for d in run_dirs(root):
         if not (d / filename).exists():
             continue
-        cfg = read_config(d)
-        df = pd.read_csv(d / filename)
-        summary = json.loads((d / "summary.json").read_text()) if (d / "summary.json").exists() else {}
+        try:
+            cfg, summary, df = _read_run(d, filename)
+        except ValueError as e:
+            warnings.warn(f"skipping run {d.name}: {e}", BrokenRunWarning, stacklevel=3)
+            continue
         df.insert(0, "run", d.name)
         df.insert(1, "method", cfg["method"])
-        df.insert(2, "stream", cfg["stream"]["name"])
+        df.insert(2, "stream", cfg["stream"]["name"] if isinstance(cfg["stream"], dict) else cfg["stream"])
         df.insert(3, "seed", cfg["seed"])
         df.insert(4, "backbone", cfg["backbone"])
         df.insert(5, "status", summary.get("status", "unknown"))
+        df.insert(6, "threads", str(cfg.get("threads", "unknown")))
         frames.append(df)
     if not frames:
         return pd.DataFrame()
-    return pd.concat(frames, ignore_index=True)
+    out = pd.concat(frames, ignore_index=True)
+    mixed = out.groupby(["method", "stream"]).threads.nunique()
+    if (mixed > 1).any() or out.threads.str.contains(r"\+").any():
+        from .rundir import ThreadCountWarning
+
+        warnings.warn(f"runs under {root} were made with different thread counts ({sorted(out.threads.unique())}); "
+                      "results differ between thread counts, so compare runs made with the same count "
+                      "(column 'threads')", ThreadCountWarning, stacklevel=3)
+    return out
 
 
 def load(root: str | Path):

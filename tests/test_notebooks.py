@@ -8,7 +8,7 @@ import nbformat
 import pytest
 
 from cl_lab.config import ConfigError
-from cl_lab.notebook import NotebookParameterError, check_parameters
+from cl_lab.lab import NotebookParameterError, check_parameters, defaults
 from cl_lab.report import REPORT_SET, execute, load_grid, run_grid, write_plotly_js
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,7 +35,7 @@ def executed(tmp_path_factory):
     for name, params in TINY.items():
         outcomes[name] = execute(name, {**params, "out_dir": str(runs)}, out / f"{name}.ipynb", out / f"{name}.html",
                                  cwd=out)
-    mdl = next(runs.glob("mdl-*"))
+    mdl = next(runs.glob("*-mdl-seed*"))
     outcomes["06_dashboard"] = execute("06_dashboard", {"results_dir": str(runs), "mdl_dir": str(mdl)},
                                        out / "06_dashboard.ipynb", out / "06_dashboard.html", cwd=out)
     return out, outcomes
@@ -52,6 +52,17 @@ def test_the_report_set_and_the_tests_cover_every_notebook():
         assert all(not c.outputs and c.execution_count is None for c in code), f"{name}: outputs not stripped"
 
 
+@pytest.mark.parametrize("name", sorted(REPORT_SET))
+def test_parameters_cell_declares_exactly_the_parameter_class(name):
+    """One source of truth: the tagged cell assigns the class's names with the class's defaults."""
+    nb = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    namespace: dict = {}
+    exec(cell.source, namespace)  # the cell is plain assignments
+    assigned = {k: v for k, v in namespace.items() if not k.startswith("__")}
+    assert assigned == defaults(name)
+
+
 @pytest.mark.parametrize("name", [*TINY, "06_dashboard"])
 def test_notebook_executes_and_renders(name, executed):
     out, outcomes = executed
@@ -66,11 +77,11 @@ def test_notebook_executes_and_renders(name, executed):
 
 def test_task_stream_notebook_writes_its_run_directory(executed):
     out, _ = executed
-    from cl_lab.notebook import recorded_runs
+    from cl_lab.lab import recorded_runs
 
     [recorded] = recorded_runs(out / "01_task_stream.ipynb")
     run = Path(recorded)
-    assert run.name == "synth-mini_clr_resnet8_seed0_e1_lr0.002" and run.parent == out / "runs"
+    assert run.name.startswith("synth-mini_clr_resnet8_seed0-") and run.parent == out / "runs"
     for f in ("config.json", "accuracy.csv", "metrics.csv", "costs.csv", "summary.json", "checkpoint.pt"):
         assert (run / f).exists(), f
     assert json.loads((run / "config.json").read_text())["method_config"]["lr"] == 0.002
@@ -78,7 +89,7 @@ def test_task_stream_notebook_writes_its_run_directory(executed):
 
 def test_mpnas_and_baseline_notebooks_write_their_results(executed):
     out, _ = executed
-    mdl = next((out / "runs").glob("mdl-*"))
+    mdl = next((out / "runs").glob("*-mdl-seed*"))
     assert {"summary.csv", "jaccard.csv", "blocks.csv", "paths.json"} <= {p.name for p in mdl.iterdir()}
     methods = {json.loads(p.read_text())["method"] for p in (out / "runs").glob("*/config.json") if "method" in p.read_text()}
     assert {"sgd", "er", "ccll", "clr"} <= methods
@@ -90,7 +101,7 @@ def test_bad_parameters_fail_in_the_validation_cell_with_a_clear_message(tmp_pat
     assert not o.ok
     msg = o.error["error"]
     assert "NotebookParameterError" in msg and "unknown method 'nope'" in msg
-    assert "learning_rate" in msg and "epochs: must be >= 1" in msg
+    assert "learning_rate" in msg and "epochs=0 is out of range" in msg
     nb = nbformat.read(tmp_path / "bad.ipynb", as_version=4)
     failing = [c for c in nb.cells if any(o.get("output_type") == "error" for o in c.get("outputs", []))]
     assert len(failing) == 1 and "check_parameters" in failing[0].source
@@ -102,14 +113,19 @@ def test_check_parameters_rules():
     ok = {"method": "sgd", "stream": "synth-mini", "n_tasks": None, "backbone": "resnet8", "hyperparameters": {},
           "epochs": 1, "seed": 0, "out_dir": "x", "In": [], "_": None}
     assert check_parameters(ok, "01_task_stream")["method"] == "sgd"
-    with pytest.raises(NotebookParameterError, match=r"epochs=True: expected int"):
+    with pytest.raises(NotebookParameterError, match=r"epochs must be an integer; got True"):
         check_parameters({**ok, "epochs": True}, "01_task_stream")
     with pytest.raises(NotebookParameterError, match="n_tasks"):
         check_parameters({**ok, "n_tasks": 0}, "01_task_stream")
     with pytest.raises(NotebookParameterError, match="unknown parameter 'momentum_x'"):
         check_parameters({**ok, "hyperparameters": {"momentum_x": 1}}, "01_task_stream")
-    with pytest.raises(NotebookParameterError, match="seed: missing"):
+    with pytest.raises(NotebookParameterError, match=r"\['seed'\] missing"):
         check_parameters({k: v for k, v in ok.items() if k != "seed"}, "01_task_stream")
+    # rerunning in the same kernel: names later cells defined are not parameters; injected ones are
+    assert check_parameters({**ok, "r": object(), "pd": 1}, "01_task_stream")["seed"] == 0
+    injected = "# Parameters\nmethod = 'sgd'\nlearning_rate = 0.1\n"
+    with pytest.raises(NotebookParameterError, match="unknown parameter 'learning_rate'"):
+        check_parameters({**ok, "learning_rate": 0.1, "In": ["", injected, "x = 1"]}, "01_task_stream")
 
 
 def test_grid_runs_in_parallel_reports_failures_and_skips_finished(tmp_path):
@@ -138,6 +154,11 @@ def test_grid_runs_in_parallel_reports_failures_and_skips_finished(tmp_path):
     ("grid: [1, 2\n", "not valid YAML"),
     ("notebook: 99_nothing\ngrid: {method: [sgd]}\n", "unknown notebook"),
     ("grid: {method: [sgd]}\nworkers: 0\n", "workers"),
+    ("grid: {epochs: ['1', 1]}\n", "epochs must be an integer; got '1'"),
+    ("grid: {stream: ['1', 1]}\n", "stream must be a string"),
+    ("grid: {method: [sgd, sgd]}\n", "share a point name"),
+    ("grid: {" + ", ".join(f"k{i}: [{', '.join(str(v) for v in range(40))}]" for i in range(6)) + "}\n",
+     "4,096,000,000 points"),
 ])
 def test_bad_grid_files_are_rejected_before_running(text, match, tmp_path):
     f = tmp_path / "g.yaml"

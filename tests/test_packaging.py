@@ -47,13 +47,14 @@ def test_readme_commands_exist_and_ci_calls_the_test_command():
     assert "make test" in (ROOT / ".ci" / "run").read_text()
 
 
-def test_registry_import_is_light():
+def test_methods_register_where_defined_and_the_registry_stays_light():
     import subprocess
     import sys
 
-    code = "import sys, cl_lab.methods; print('cl_lab.methods.sgd' in sys.modules, 'plotly' in sys.modules)"
+    code = ("import sys, cl_lab.methods as m; print(len(m.method_names()), 'plotly' in sys.modules, "
+            "'cl_lab.train' in sys.modules, m.get_method('clr').__module__)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
-    assert out.stdout.split() == ["False", "False"]
+    assert out.stdout.split() == ["16", "False", "False", "cl_lab.methods.clr"]
 
 
 def test_top_level_lazy_submodules():

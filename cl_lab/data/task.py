@@ -90,6 +90,10 @@ class Task:
                 raise TypeError(f"Task {self.name!r}: {split_name} must be a Split")
             if len(split) == 0:
                 raise ValueError(f"Task {self.name!r}: the {split_name} split is empty")
+            if split.x.is_floating_point() and not bool(torch.isfinite(split.x).all()):
+                bad = int((~torch.isfinite(split.x)).flatten(1).any(1).sum())
+                raise ValueError(f"Task {self.name!r}: {bad} {split_name} image(s) hold NaN or infinite pixel "
+                                 "values; allowed: finite values in [0, 1] (float) or 0..255 (uint8)")
             lo, hi = int(split.y.min()), int(split.y.max())
             if lo < 0 or hi >= self.num_classes:
                 raise ValueError(
@@ -99,6 +103,9 @@ class Task:
             shapes.add(tuple(split.x.shape[1:]))
         if len(shapes) > 1:
             raise ValueError(f"Task {self.name!r}: splits have different image shapes {shapes}")
+        if len(self.train) < 2:
+            raise ValueError(f"Task {self.name!r}: the train split has {len(self.train)} image; at least 2 are "
+                             "needed (a batch-norm step needs two)")
 
     @property
     def num_classes(self) -> int:
@@ -156,15 +163,18 @@ class Task:
         seed: int = 0,
     ) -> Task:
         """Build a task from your own arrays (N, C, H, W; or N, H, W, C when C is 1 or 3)."""
-        xtr, ytr = _as_images(x_train, "x_train"), _as_labels(y_train, "y_train")
-        xte, yte = _as_images(x_test, "x_test"), _as_labels(y_test, "y_test")
+        xtr, ytr = _as_images(x_train, f"Task {name!r}: x_train"), _as_labels(y_train, f"Task {name!r}: y_train")
+        xte, yte = _as_images(x_test, f"Task {name!r}: x_test"), _as_labels(y_test, f"Task {name!r}: y_test")
         if not 0.0 <= val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1); got {val_fraction}")
+        for split, y in (("train", ytr), ("test", yte)):
+            if len(y) == 0:
+                raise ValueError(f"Task {name!r}: the {split} split is empty; give it at least one image")
         val = None
         if x_val is not None or y_val is not None:
             if x_val is None or y_val is None:
                 raise ValueError("give both x_val and y_val, or neither")
-            val = Split(_as_images(x_val, "x_val"), _as_labels(y_val, "y_val"))
+            val = Split(_as_images(x_val, f"Task {name!r}: x_val"), _as_labels(y_val, f"Task {name!r}: y_val"))
         elif val_fraction > 0:
             g = torch.Generator().manual_seed(seed)
             perm = torch.randperm(len(ytr), generator=g)
@@ -231,6 +241,9 @@ def _as_images(x: Any, what: str) -> Tensor:
         x = x.expand(-1, 3, -1, -1)
     if x.dtype != torch.uint8:
         x = x.float()
+        if x.numel() and not bool(torch.isfinite(x).all()):
+            raise ValueError(f"{what}: {int((~torch.isfinite(x)).flatten(1).any(1).sum())} image(s) hold NaN or "
+                             "infinite pixel values; allowed: finite values in [0, 1] (float) or 0..255 (uint8)")
         if x.numel() and (float(x.min()) < 0.0 or float(x.max()) > 1.0):
             raise ValueError(
                 f"{what}: float images must lie in [0, 1] (got {float(x.min()):.3g}..{float(x.max()):.3g}); "

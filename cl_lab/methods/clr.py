@@ -30,6 +30,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import torch
 from torch import Tensor, nn
 
 from ..config import ConfigError, param
@@ -113,3 +114,22 @@ def clr_parameter_table(backbone: Backbone, num_classes: int = 10, variant: str 
         row[key] = value
         row[f"{key}_pct"] = 100.0 * value / m.backbone_param_count
     return row
+
+
+@torch.no_grad()
+def identity_gap(x: Tensor, backbone: str = "resnet8", num_classes: int = 4) -> float:
+    """Largest |CLR features - backbone features| on images ``x`` for a fresh CLR task on the shipped
+    backbone: 0 up to float error, because every CLR kernel starts as the identity (Dirac)."""
+    import copy
+
+    from ..models.backbones import build_backbone
+    from ..models.weights import load_weights
+
+    bb = build_backbone(backbone)
+    load_weights(bb, "shipped")
+    bb.eval()
+    m = CLR(copy.deepcopy(bb), CLRConfig(), StreamInfo((num_classes,), ("demo",)))
+    m.add_task(0, num_classes)
+    m.set_task(0)
+    m.eval()
+    return float((m.backbone(x) - bb(x)).abs().max())

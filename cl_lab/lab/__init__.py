@@ -1,0 +1,12 @@
+"""The presentation layer for notebooks: parameters (``params``), display (``display``) and runs (``runs``).
+
+    from cl_lab.lab import check_parameters, show, run_methods, record_run
+"""
+
+from .display import PLOTLY_JS, STATIC_ENV, show, show_dashboard, static
+from .params import NotebookParameterError, check_parameters, defaults, describe_notebook
+from .runs import record_run, recorded_runs, report_missing, resolve_methods, run_methods
+
+__all__ = ["PLOTLY_JS", "STATIC_ENV", "NotebookParameterError", "check_parameters", "defaults", "describe_notebook",
+           "record_run", "recorded_runs", "report_missing", "resolve_methods", "run_methods", "show",
+           "show_dashboard", "static"]
