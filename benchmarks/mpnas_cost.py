@@ -14,7 +14,8 @@ from __future__ import annotations
 import argparse
 import tempfile
 
-from cl_lab.mdl import load_mdl, run_mdl
+from cl_lab.mdl import run_mdl
+from cl_lab.results import load_mdl
 
 
 def main() -> None:

@@ -66,12 +66,15 @@ def check_params(notebook: str, params: Mapping[str, Any]) -> None:
     check(notebook, params)
 
 
-def fill_roles(notebook: str, params: dict[str, Any], out: Path) -> dict[str, Any]:
+def fill_roles(notebook: str, params: dict[str, Any], out: Path, read_sources: bool = True) -> dict[str, Any]:
     """Fill the parameters whose role ties them to the batch's directory: run directories go to
-    ``out/runs``, a ``from:<notebook>`` parameter takes the last run that notebook recorded."""
+    ``out/runs``, a ``from:<notebook>`` parameter takes the last run that notebook recorded
+    (read just before execution, so it is the run of this batch, never an older one)."""
     for name, role in roles(notebook).items():
         if role in ("runs_out", "runs_in"):
             params.setdefault(name, str(out / "runs"))
+        elif role.startswith("from:") and not read_sources:
+            params.setdefault(name, None)
         elif role.startswith("from:") and params.get(name) is None:
             source = out / f"{role[5:]}.ipynb"
             recorded = recorded_runs(source) if source.exists() else []
@@ -206,7 +209,7 @@ def run_report_set(out: str | Path = "reports", only: Sequence[str] | None = Non
     for name in names:
         if name not in REPORT_SET:
             raise ConfigError(f"unknown report {name!r}; allowed: {list(REPORT_SET)}")
-        params = fill_roles(name, {**REPORT_SET[name], **dict((overrides or {}).get(name, {}))}, out)
+        params = fill_roles(name, {**REPORT_SET[name], **dict((overrides or {}).get(name, {}))}, out, False)
         check_params(name, params)
         notebook_path(name, notebook_dir)
         plan.append((name, params))

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from helpers import assert_restores_mid_stream, train_steps
 from torch import nn
 
+import cl_lab
 from cl_lab.methods import StreamInfo, get_method
 from cl_lab.methods._buffer import ReservoirBuffer, reservoir_slots
 from cl_lab.models import as_backbone, build_backbone
@@ -165,3 +166,44 @@ def _tiny_resnet(method, stream, **cfg):
 def test_state_round_trips_mid_stream_and_training_continues_identically(method, mini):
     kw = {"fisher_samples": 16} if "ewc" in method else {}
     assert_restores_mid_stream(lambda: _tiny_resnet(method, mini, **kw), mini)
+
+
+def test_a_method_registered_by_decorator_runs_through_the_runner(tmp_path):
+    """The README's five-minute path: one class, one decorator, and the runner finds it."""
+    from dataclasses import dataclass
+
+    from cl_lab.config import param
+    from cl_lab.methods import Method, OptimConfig, get_method, method_names, register
+
+    @dataclass
+    class AnchorConfig(OptimConfig):
+        strength: float = param(1e6, "pull towards the weights at the end of the last task", ge=0)
+
+    @register
+    class Anchor(Method):
+        name = "test-anchor"
+        Config = AnchorConfig
+
+        def end_task(self, task_id, task):
+            self.anchor = [p.detach().clone() for p in self.backbone.parameters()]
+            super().end_task(task_id, task)
+
+        def penalty(self):
+            if not hasattr(self, "anchor"):
+                return 0.0
+            return self.cfg.strength * sum(((p - a) ** 2).sum() for p, a in zip(self.backbone.parameters(), self.anchor))
+
+    assert "test-anchor" in method_names() and get_method("test-anchor") is Anchor
+    from cl_lab.rundir import read_checkpoint
+
+    def backbone(n_tasks, strength):
+        r = cl_lab.run("test-anchor", "synth-mini", out=str(tmp_path), epochs=4, progress=False, pretrained=None,
+                       n_tasks=n_tasks, strength=strength)
+        module = read_checkpoint(r.run_dir / "checkpoint.pt")["state"]["module"]
+        return torch.cat([v.flatten() for k, v in module.items() if k.startswith("backbone.") and v.is_floating_point()
+                          and "running" not in k])
+
+    after_1 = backbone(1, 20.0)  # task 1 trains identically whatever the strength (no anchor yet)
+    drift_free = float((backbone(2, 0.0) - after_1).norm())
+    drift_stiff = float((backbone(2, 20.0) - after_1).norm())
+    assert drift_stiff < 0.5 * drift_free

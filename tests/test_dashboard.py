@@ -84,7 +84,7 @@ def test_path_dashboard_heatmap_and_paths_follow_selectors(mdl_run):
 
 
 def test_mdl_figures_are_pure_functions_of_the_saved_tables(mdl_run):
-    r = cl_lab.mdl.load_mdl(mdl_run)
+    r = cl_lab.results.load_mdl(mdl_run)
     sim = path_similarity(r["blocks"], "mpnas")
     np.testing.assert_allclose(sim.values, r["jaccard"].values)
     with pytest.raises(ValueError, match="allowed"):

@@ -65,3 +65,40 @@ def test_top_level_lazy_submodules():
             "print(callable(cl_lab.results.load), cl_lab.Task.__name__, cl_lab.metrics.bwt.__name__)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.split() == ["True", "Task", "bwt"]
+
+
+LAYERS = [
+    {"config", "_io", "_paths", "rundir", "metrics"},     # leaf utilities, usable by every layer
+    {"data"}, {"models"}, {"methods"}, {"train", "mdl", "experiments"}, {"results"}, {"viz"},
+    {"lab", "report", "cli", "__main__", "__init__"},
+]
+
+
+def _layer(module: str) -> int:
+    top = module.split(".")[0]
+    # a name that is no module (``from .. import __version__``) is a constant of the package root
+    return next((i for i, names in enumerate(LAYERS) if top in names), 0)
+
+
+def test_import_graph_runs_one_way():
+    """data -> models -> methods -> train -> results/metrics -> viz -> lab/report/cli: no module imports
+    from a layer above its own (lazy imports inside functions included)."""
+    import ast
+
+    bad = []
+    for path in sorted((ROOT / "cl_lab").rglob("*.py")):
+        rel = path.relative_to(ROOT / "cl_lab").with_suffix("")
+        here = ".".join(rel.parts)
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = list(rel.parts[:-1])[: len(rel.parts) - node.level] if node.level > 1 else list(rel.parts[:-1])
+                target = ".".join([*base, *(node.module.split(".") if node.module else [])])
+                targets = [target] if target else [f"{a.name}" for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("cl_lab."):
+                targets = [node.module[len("cl_lab."):]]
+            else:
+                continue
+            for t in targets:
+                if t and _layer(t) > _layer(here):
+                    bad.append(f"{here} imports {t}")
+    assert not bad, bad

@@ -1,9 +1,8 @@
 """Multi-domain learning: MPNAS (multi-path NAS, Wang et al., WACV 2021) with ABDP, and its comparisons."""
 
-from ..results import load_mdl
 from .controller import ABDP, PathController, Reinforce, absolute_reward
 from .experiment import SETUPS, MDLConfig, jaccard_matrix, run_mdl
 from .space import ZERO, MultiPathNet, SearchSpace, jaccard
 
 __all__ = ["ABDP", "PathController", "Reinforce", "absolute_reward", "SETUPS", "MDLConfig",
-           "jaccard_matrix", "load_mdl", "run_mdl", "ZERO", "MultiPathNet", "SearchSpace", "jaccard"]
+           "jaccard_matrix", "run_mdl", "ZERO", "MultiPathNet", "SearchSpace", "jaccard"]

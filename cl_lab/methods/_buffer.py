@@ -8,7 +8,7 @@ state dict (as extra state), so they round-trip through checkpoints.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -100,8 +100,14 @@ class ReplayMethod(Method):
     optimiser step (so this step's replay samples never include the batch itself).
     """
 
-    buffer: ReservoirBuffer
+    stores_logits: ClassVar[bool] = False
+    """True when the buffer also keeps the logits each example had when it was stored (DER++)."""
     _pending: tuple | None = None
+
+    def __init__(self, backbone, config, stream):
+        super().__init__(backbone, config, stream)
+        self.buffer = ReservoirBuffer(config.buffer_size,
+                                      logit_width=max(stream.num_classes) if self.stores_logits else 0)
 
     def remember(self, x: Tensor, y: Tensor, task_id: int, logits: Tensor | None = None) -> None:
         self._pending = (x, y, task_id, logits)

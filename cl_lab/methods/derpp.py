@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..config import param
-from ._buffer import ReplayMethod, ReservoirBuffer, per_task_loss
+from ._buffer import ReplayMethod, per_task_loss
 from .base import OptimConfig
 from .registry import register
 
@@ -39,9 +39,7 @@ class DERPP(ReplayMethod):
     name = "derpp"
     Config = DERPPConfig
 
-    def __init__(self, backbone, config, stream):
-        super().__init__(backbone, config, stream)
-        self.buffer = ReservoirBuffer(config.buffer_size, logit_width=max(stream.num_classes))
+    stores_logits = True
 
     def loss(self, x: Tensor, y: Tensor, task_id: int) -> Tensor:
         logits = self(x, task_id)

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..config import param
-from ._buffer import ReplayMethod, ReservoirBuffer, per_task_loss
+from ._buffer import ReplayMethod, per_task_loss
 from .base import OptimConfig
 from .registry import register
 
@@ -32,10 +32,6 @@ class ER(ReplayMethod):
 
     name = "er"
     Config = ERConfig
-
-    def __init__(self, backbone, config, stream):
-        super().__init__(backbone, config, stream)
-        self.buffer = ReservoirBuffer(config.buffer_size)
 
     def loss(self, x: Tensor, y: Tensor, task_id: int) -> Tensor:
         """Cross-entropy over the current batch and a replayed one, each example on its own head."""
