@@ -131,17 +131,17 @@ def test_check_parameters_rules():
 def test_grid_runs_in_parallel_reports_failures_and_skips_finished(tmp_path):
     grid = tmp_path / "grid.yaml"
     grid.write_text("notebook: 01_task_stream\nworkers: 2\n"
-                    "grid:\n  method: [sgd, nope]\n  seed: [0, 1]\n"
-                    "fixed:\n  stream: synth-mini\n  epochs: 1\n  n_tasks: 2\n")
+                    "grid:\n  n_tasks: [2, 5]\n  seed: [0, 1]\n"
+                    "fixed:\n  method: sgd\n  stream: synth-mini\n  epochs: 1\n")
     out = tmp_path / "grid"
     records = run_grid(grid, out=out, progress=False)
     assert len(records) == 4
     ok = [r for r in records if r["ok"]]
     bad = [r for r in records if not r["ok"]]
-    assert {r["params"]["method"] for r in ok} == {"sgd"} and len(bad) == 2
-    assert all("unknown method 'nope'" in r["error"]["error"] and r["error"]["cell"] is not None for r in bad)
+    assert {r["params"]["n_tasks"] for r in ok} == {2} and len(bad) == 2
+    assert all("only 3 tasks" in r["error"]["error"] and r["error"]["cell"] is not None for r in bad)
     summary = (out / "summary.html").read_text()
-    assert "failed" in summary and "unknown method" in summary and "mean" in summary and "std" in summary
+    assert "failed" in summary and "only 3 tasks" in summary and "mean" in summary and "std" in summary
     assert all((out / f"{r['name']}.html").exists() for r in records)
     again = run_grid(grid, out=out, progress=False)
     assert sum(bool(r.get("skipped")) for r in again) == 2
@@ -157,6 +157,7 @@ def test_grid_runs_in_parallel_reports_failures_and_skips_finished(tmp_path):
     ("grid: {epochs: ['1', 1]}\n", "epochs must be an integer; got '1'"),
     ("grid: {stream: ['1', 1]}\n", "stream must be a string"),
     ("grid: {method: [sgd, sgd]}\n", "share a point name"),
+    ("grid: {method: [sgd, nope]}\n", "unknown method 'nope'"),
     ("grid: {" + ", ".join(f"k{i}: [{', '.join(str(v) for v in range(40))}]" for i in range(6)) + "}\n",
      "4,096,000,000 points"),
 ])
