@@ -35,9 +35,10 @@ import pandas as pd
 from .. import metrics
 from ..config import ConfigError, build, param
 from ..data import load_stream
+from ..data.task import Task
 from ..models.backbones import count_params
 from ..rundir import RunDir, check_out_dir, check_run_name, default_name
-from .search import Domain, SearchSettings, TrainSettings, evaluate, search, train_model
+from .search import SearchSettings, TrainSettings, domain_task, evaluate, search, train_model
 from .space import MultiPathNet, SearchSpace
 
 SETUPS = ("mpnas", "mpnas-uniform", "independent", "single-path", "multi-head-nas")
@@ -115,7 +116,7 @@ class MDLConfig:
                              abdp_temperature=self.abdp_temperature, abdp_smoothing=self.abdp_smoothing)
 
 
-def load_domains(cfg: MDLConfig) -> list[Domain]:
+def load_domains(cfg: MDLConfig) -> list[Task]:
     stream = load_stream(cfg.stream, seed=cfg.stream_seed)
     names = [t.name for t in stream]
     spec = cfg.domains.strip()
@@ -131,14 +132,14 @@ def load_domains(cfg: MDLConfig) -> list[Domain]:
             raise ConfigError(f"mdl: domains={spec!r} must name at least two distinct tasks of {cfg.stream!r}; "
                               f"unknown {unknown}; allowed: {names}")
         tasks = [stream[names.index(w)] for w in wanted]
-    return [Domain.from_task(t, cfg.max_train, cfg.seed + i) for i, t in enumerate(tasks)]
+    return [domain_task(t, cfg.max_train, cfg.seed + i) for i, t in enumerate(tasks)]
 
 
 def _model_row(net: MultiPathNet, paths: dict[int, tuple], accs: dict[int, float]) -> dict[int, dict]:
     return {d: {"accuracy": accs[d], "macs": net.path_macs(paths[d], d)} for d in paths}
 
 
-def _run_setup(name: str, cfg: MDLConfig, space: SearchSpace, domains: list[Domain],
+def _run_setup(name: str, cfg: MDLConfig, space: SearchSpace, domains: list[Task],
                log: Callable[[str], None]) -> dict[str, Any]:
     n = len(domains)
     loss = "uniform" if name == "mpnas-uniform" else "abdp"
@@ -223,7 +224,7 @@ def run_mdl(out: str | Path = "runs", run_name: str | None = None, progress: boo
         return _run_setups(rd, cfg, space, domains, progress)
 
 
-def _run_setups(rd: RunDir, cfg: MDLConfig, space: SearchSpace, domains: list[Domain], progress: bool) -> Path:
+def _run_setups(rd: RunDir, cfg: MDLConfig, space: SearchSpace, domains: list[Task], progress: bool) -> Path:
     run_dir = rd.path
     log = print if progress else (lambda _m: None)
     done = []

@@ -10,39 +10,28 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..data.task import Task
+from ..data.task import Split, Task
 from .controller import ABDP, PathController, Reinforce, absolute_reward
 from .space import BlockPath, MultiPathNet, SearchSpace
 
 
-@dataclass
-class Domain:
-    """One domain's tensors: float images in [0, 1] and labels, for train / val / test."""
-
-    name: str
-    num_classes: int
-    x_train: Tensor
-    y_train: Tensor
-    x_val: Tensor
-    y_val: Tensor
-    x_test: Tensor
-    y_test: Tensor
-
-    @classmethod
-    def from_task(cls, task: Task, max_train: int | None, seed: int) -> Domain:
-        x, y = task.train.float_images(), task.train.labels()
-        if task.val is not None and len(task.val) > 0:
-            xv, yv = task.val.float_images(), task.val.labels()
-        else:  # carve a validation split off the training data
-            g = torch.Generator().manual_seed(seed)
-            perm = torch.randperm(len(y), generator=g)
-            n_val = max(1, len(y) // 10)
-            xv, yv, x, y = x[perm[:n_val]], y[perm[:n_val]], x[perm[n_val:]], y[perm[n_val:]]
-        if max_train is not None and len(y) > max_train:
-            g = torch.Generator().manual_seed(seed + 1)
-            keep = torch.randperm(len(y), generator=g)[:max_train]
-            x, y = x[keep], y[keep]
-        return cls(task.name, task.num_classes, x, y, xv, yv, task.test.float_images(), task.test.labels())
+def domain_task(task: Task, max_train: int | None, seed: int) -> Task:
+    """A domain for the search: ``task`` with float32 images, a validation split (carved off the
+    training data when the task has none) and at most ``max_train`` training images."""
+    x, y = task.train.float_images(), task.train.labels()
+    if task.val is not None and len(task.val) > 0:
+        xv, yv = task.val.float_images(), task.val.labels()
+    else:  # carve a validation split off the training data
+        g = torch.Generator().manual_seed(seed)
+        perm = torch.randperm(len(y), generator=g)
+        n_val = max(1, len(y) // 10)
+        xv, yv, x, y = x[perm[:n_val]], y[perm[:n_val]], x[perm[n_val:]], y[perm[n_val:]]
+    if max_train is not None and len(y) > max_train:
+        g = torch.Generator().manual_seed(seed + 1)
+        keep = torch.randperm(len(y), generator=g)[:max_train]
+        x, y = x[keep], y[keep]
+    return Task(task.name, task.class_names, train=Split(x, y), val=Split(xv, yv),
+                test=Split(task.test.float_images(), task.test.labels()), objective=task.objective, meta=task.meta)
 
 
 @dataclass
@@ -76,7 +65,7 @@ def _batch(x: Tensor, y: Tensor, n: int, g: torch.Generator) -> tuple[Tensor, Te
     return x[idx], y[idx]
 
 
-def search(space: SearchSpace, domains: Sequence[Domain], s: SearchSettings, seed: int,
+def search(space: SearchSpace, domains: Sequence[Task], s: SearchSettings, seed: int,
            shared_controller: bool = False, progress: Callable[[int, int], None] | None = None) -> SearchResult:
     """Train the supernet's shared weights and the controllers; return each domain's most likely path.
 
@@ -107,7 +96,7 @@ def search(space: SearchSpace, domains: Sequence[Domain], s: SearchSettings, see
             paths = [c.sample(g) for c in controllers]
         losses = []
         for d, dom in enumerate(domains):
-            x, y = _batch(dom.x_train, dom.y_train, s.batch_size, g)
+            x, y = _batch(dom.train.x, dom.train.y, s.batch_size, g)
             losses.append(F.cross_entropy(net(x, paths[d], d), y))
         total, weights = loss_fn.combine(torch.stack(losses))
         opt.zero_grad(set_to_none=True)
@@ -117,7 +106,7 @@ def search(space: SearchSpace, domains: Sequence[Domain], s: SearchSettings, see
             accs = []
             with torch.no_grad():  # batch statistics: a supernet's running statistics mean nothing
                 for d, dom in enumerate(domains):
-                    x, y = _batch(dom.x_val, dom.y_val, s.val_batch_size, g)
+                    x, y = _batch(dom.val.x, dom.val.y, s.val_batch_size, g)
                     accs.append(float((net(x, paths[d], d).argmax(1) == y).float().mean()))
             if shared_controller:
                 groups = [(0, paths[0], sum(accs) / n, "all")]
@@ -149,7 +138,7 @@ class TrainSettings:
     abdp_smoothing: float = 0.9
 
 
-def train_model(space: SearchSpace, domains: Sequence[Domain], paths: dict[int, BlockPath], t: TrainSettings,
+def train_model(space: SearchSpace, domains: Sequence[Task], paths: dict[int, BlockPath], t: TrainSettings,
                 seed: int) -> MultiPathNet:
     """Phase 2: build the union of the paths' blocks from scratch and train all domains jointly."""
     torch.manual_seed(seed)
@@ -158,7 +147,7 @@ def train_model(space: SearchSpace, domains: Sequence[Domain], paths: dict[int, 
     opt = torch.optim.SGD(net.parameters(), lr=t.lr, momentum=0.9, weight_decay=t.weight_decay, nesterov=True)
     loss_fn = ABDP([d.num_classes for d in domains], t.loss, t.abdp_temperature, t.abdp_smoothing)
     active = sorted(paths)
-    steps_per_epoch = max(math.ceil(len(domains[d].y_train) / t.batch_size) for d in active)
+    steps_per_epoch = max(math.ceil(len(domains[d].train) / t.batch_size) for d in active)
     total = t.epochs * steps_per_epoch
     net.train()
     for step in range(total):
@@ -167,7 +156,7 @@ def train_model(space: SearchSpace, domains: Sequence[Domain], paths: dict[int, 
             group["lr"] = lr
         losses = []
         for d in active:
-            x, y = _batch(domains[d].x_train, domains[d].y_train, t.batch_size, g)
+            x, y = _batch(domains[d].train.x, domains[d].train.y, t.batch_size, g)
             losses.append(F.cross_entropy(net(x, paths[d], d), y))
         loss, _ = loss_fn.combine(torch.stack(losses))
         opt.zero_grad(set_to_none=True)
@@ -177,14 +166,14 @@ def train_model(space: SearchSpace, domains: Sequence[Domain], paths: dict[int, 
 
 
 @torch.no_grad()
-def evaluate(net: MultiPathNet, domains: Sequence[Domain], paths: dict[int, BlockPath], batch: int = 256) -> dict[int, float]:
+def evaluate(net: MultiPathNet, domains: Sequence[Task], paths: dict[int, BlockPath], batch: int = 256) -> dict[int, float]:
     """Test accuracy of each domain along its path (BN in inference mode)."""
     net.eval()
     out = {}
     for d, path in paths.items():
         dom = domains[d]
         correct = 0
-        for b in range(0, len(dom.y_test), batch):
-            correct += int((net(dom.x_test[b:b + batch], path, d).argmax(1) == dom.y_test[b:b + batch]).sum())
-        out[d] = correct / len(dom.y_test)
+        for b in range(0, len(dom.test), batch):
+            correct += int((net(dom.test.x[b:b + batch], path, d).argmax(1) == dom.test.y[b:b + batch]).sum())
+        out[d] = correct / len(dom.test)
     return out
