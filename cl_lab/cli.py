@@ -40,6 +40,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         value = getattr(args, key)
         if value is not None:
             common[key] = None if (key == "pretrained" and value.lower() == "none") else value
+    if args.seeds:
+        return _run_sweep(args, common)
     plans = []
     for name in args.method:
         cls = get_method(name)
@@ -55,6 +57,27 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"{name:>10s} on {args.stream}: avg acc {s['avg_accuracy']:.3f}  BWT {s['bwt']:+.3f}  "
               f"forgetting {s['forgetting']:.3f}  ({time.perf_counter() - t0:.1f}s)  -> {result.run_dir}")
     return 0
+
+
+def _run_sweep(args: argparse.Namespace, common: dict[str, Any]) -> int:
+    """``cl-lab run --seeds ...``: the cross product of methods and seeds, then mean +/- std."""
+    from .experiments.sweep import summarise, sweep
+    from .methods import get_method
+
+    common = {k: v for k, v in common.items() if k != "seed"}
+    sets: dict[str, Any] = {}
+    for name in args.method:
+        sets.update(_parse_sets(args.set, _run_or_method_config(get_method(name))))
+    rows = sweep(args.method, args.stream, args.seeds, executor=args.executor, workers=args.workers or 1,
+                 threads=args.threads, ray_address=args.ray_address, cpus_per_point=args.cpus_per_point,
+                 gpus_per_point=args.gpus_per_point, backbone=args.backbone, **{**common, **sets})
+    for r in rows.itertuples():
+        status = f"avg acc {r.avg_accuracy:.3f}  forgetting {r.forgetting:.3f}" if r.ok else f"FAILED: {r.error}"
+        print(f"{r.method:>10s} seed {r.seed}: {status}  ({r.seconds:.1f}s, {r.threads} thread(s))")
+    table = summarise(rows)
+    if not table.empty:
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    return 0 if rows.ok.all() else 1
 
 
 def cmd_streams(args: argparse.Namespace) -> int:
@@ -135,7 +158,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .report import run_grid, run_report_set
 
     if args.params:
-        records = run_grid(args.params, out=args.out if args.out != "reports" else "reports/grid", workers=args.workers)
+        records = run_grid(args.params, out=args.out if args.out != "reports" else "reports/grid", workers=args.workers,
+                           executor=args.executor, ray_address=args.ray_address, cpus_per_point=args.cpus_per_point,
+                           gpus_per_point=args.gpus_per_point)
         failed = [r for r in records if not r["ok"]]
         print(f"{len(records) - len(failed)} of {len(records)} grid points ok; summary.html written")
         return 1 if failed else 0
@@ -183,6 +208,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--n-tasks", dest="n_tasks", type=int, default=None)
     r.add_argument("--device", default=None)
     r.add_argument("--seed", type=_seed, default=0)
+    r.add_argument("--seeds", type=_seed, nargs="+", default=None,
+                   help="run every method for each seed (a sweep) and print mean +/- std")
+    r.add_argument("--executor", choices=["local", "ray"], default="local", help="how a sweep runs its points")
+    r.add_argument("--workers", type=int, default=None, help="local sweep: points run at once (processes)")
+    r.add_argument("--threads", type=int, default=None, help="torch threads per sweep point (recorded)")
+    r.add_argument("--ray-address", dest="ray_address", default=None,
+                   help="an existing Ray cluster ('auto' on a cluster node); default: a local Ray instance")
+    r.add_argument("--cpus-per-point", dest="cpus_per_point", type=int, default=1)
+    r.add_argument("--gpus-per-point", dest="gpus_per_point", type=float, default=0)
     r.add_argument("--out", default="runs")
     r.add_argument("--run-name", dest="run_name", default=None)
     r.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="method or runner parameters")
@@ -225,6 +259,10 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--only", nargs="*", default=None, help="a subset of the report set, e.g. 00_quickstart")
     rp.add_argument("--params", default=None, metavar="GRID.yaml", help="run a parameter grid instead of the report set")
     rp.add_argument("--workers", type=int, default=None, help="parallel notebook executions for a grid")
+    rp.add_argument("--executor", choices=["local", "ray"], default="local", help="how a grid runs its points")
+    rp.add_argument("--ray-address", dest="ray_address", default=None, help="an existing Ray cluster (default: local)")
+    rp.add_argument("--cpus-per-point", dest="cpus_per_point", type=int, default=1)
+    rp.add_argument("--gpus-per-point", dest="gpus_per_point", type=float, default=0)
     rp.set_defaults(func=cmd_report)
     su = sub.add_parser("summary", help="final metrics of every run under a directory")
     su.add_argument("root", nargs="?", default="runs")

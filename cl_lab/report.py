@@ -309,8 +309,15 @@ def _grid_job(args: tuple) -> dict[str, Any]:
 
 
 def run_grid(grid_file: str | Path, out: str | Path = "reports/grid", workers: int | None = None,
-             notebook_dir: Path | None = None, progress: bool = True) -> list[dict[str, Any]]:
-    """Execute a notebook over a parameter grid in parallel; skip finished points; write ``summary.html``."""
+             notebook_dir: Path | None = None, progress: bool = True, executor: str = "local",
+             ray_address: str | None = None, cpus_per_point: int = 1, gpus_per_point: float = 0) -> list[dict[str, Any]]:
+    """Execute a notebook over a parameter grid in parallel; skip finished points; write ``summary.html``.
+
+    ``executor="local"``: a process pool of ``workers``; ``"ray"``: each point is a Ray task with
+    ``cpus_per_point`` CPUs (its thread count) and ``gpus_per_point`` GPUs, on a local Ray instance
+    or the cluster at ``ray_address`` (see ``cl_lab.experiments.sweep``)."""
+    if executor not in ("local", "ray"):
+        raise ConfigError(f"executor={executor!r} is not allowed; choose one of ['local', 'ray']")
     spec = load_grid(grid_file)
     workers = workers or spec["workers"]
     if workers < 1:
@@ -322,7 +329,7 @@ def run_grid(grid_file: str | Path, out: str | Path = "reports/grid", workers: i
     write_plotly_js(out)
     keys = list(spec["grid"])
     records, jobs = [], []
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = cpus_per_point if executor == "ray" else max(1, (os.cpu_count() or 1) // workers)
     for point in grid_points(spec):
         params = fill_roles(notebook, dict(point), out)
         name = point_name(point, keys)
@@ -337,14 +344,24 @@ def run_grid(grid_file: str | Path, out: str | Path = "reports/grid", workers: i
                 pass
         jobs.append((name, notebook, params, out, threads, str(notebook_dir) if notebook_dir else None))
     if progress:
-        print(f"grid: {len(jobs)} to run, {len(records)} already finished, {workers} worker(s)", flush=True)
-    # spawn, not fork: the parent may hold ZeroMQ sockets from earlier kernels, which a fork must not copy
-    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        for rec in pool.map(_grid_job, jobs):
-            records.append(rec)
-            if progress:
-                print(f"  {rec['name']}: {'ok' if rec['ok'] else 'FAILED in cell ' + str(rec['error'].get('cell', '?'))}"
-                      f" ({rec['seconds']:.0f} s)", flush=True)
+        where = f"Ray ({cpus_per_point} CPU(s) per point)" if executor == "ray" else f"{workers} worker(s)"
+        print(f"grid: {len(jobs)} to run, {len(records)} already finished, {where}", flush=True)
+    def collect(rec: dict[str, Any]) -> None:
+        records.append(rec)
+        if progress:
+            print(f"  {rec['name']}: {'ok' if rec['ok'] else 'FAILED in cell ' + str(rec['error'].get('cell', '?'))}"
+                  f" ({rec['seconds']:.0f} s)", flush=True)
+
+    if executor == "ray":
+        from .experiments.sweep import ray_map
+
+        for rec in ray_map(_grid_job, jobs, ray_address, cpus_per_point, gpus_per_point):
+            collect(rec)
+    else:
+        # spawn, not fork: the parent may hold ZeroMQ sockets from earlier kernels, which a fork must not copy
+        with cf.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            for rec in pool.map(_grid_job, jobs):
+                collect(rec)
     records.sort(key=lambda r: r["name"])
     atomic_write_text(out / "summary.html", _grid_summary(spec, records, out))
     return records

@@ -5,7 +5,7 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-CONDA_ALIASES = {"pytorch": "torch"}
+CONDA_ALIASES = {"pytorch": "torch", "ray-core": "ray"}
 
 
 def _name(req: str) -> str:
