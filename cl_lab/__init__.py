@@ -14,7 +14,7 @@ def run(method: str = "sgd", stream: Any = "synth-10", **config: Any):
     return _run(method, stream, **config)
 
 
-SUBMODULES = ("data", "models", "methods", "train", "metrics", "results", "viz")
+SUBMODULES = ("data", "models", "methods", "train", "experiments", "mdl", "metrics", "results", "rundir", "viz", "lab")
 
 
 def __getattr__(name: str):

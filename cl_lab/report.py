@@ -8,7 +8,7 @@ per grid point and ``summary.html`` with the mean and spread across seeds. A fai
 notebook is reported (its parameters, the failing cell and the error) and does not stop
 the others; rerunning skips the points that finished.
 
-Figures render offline: notebooks run with ``CL_LAB_STATIC=1``, so ``cl_lab.notebook.show``
+Figures render offline: notebooks run with ``CL_LAB_STATIC=1``, so ``cl_lab.lab.show``
 emits static plotly HTML that loads ``plotly.min.js``, written once next to the reports.
 """
 
