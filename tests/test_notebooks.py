@@ -202,3 +202,20 @@ def test_a_real_browser_renders_the_report_figures(executed):
         browser.close()
     assert figures == 2  # one accuracy heatmap per method
     assert drawn >= figures
+
+
+def test_run_all_twice_in_one_kernel(tmp_path):
+    """A student's second Run All (after editing a parameter) must work in the same kernel."""
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(ROOT / "notebooks" / "00_quickstart.ipynb", as_version=4)
+    params = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    params.source += f"\nmethods = ['sgd']\nout_dir = {str(tmp_path / 'runs')!r}\n"
+    client = NotebookClient(nb, kernel_name="python3", timeout=600, resources={"metadata": {"path": str(tmp_path)}})
+    with client.setup_kernel():
+        for _ in range(2):  # raises CellExecutionError if any cell fails
+            for i, cell in enumerate(nb.cells):
+                if cell.cell_type == "code":
+                    client.execute_cell(cell, i)
+    validation = next(c for c in nb.cells if "check_parameters(globals()" in c.source)
+    assert not any(o.get("output_type") == "error" for o in validation.outputs)
