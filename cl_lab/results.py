@@ -83,12 +83,36 @@ def _read_run(d: Path, filename: str):
     return cfg, summary, df
 
 
+VARIANT_KEYS = ("backbone", "pretrained", "first_task_epochs", "first_task_lr", "epochs", "batch_size", "bn_stats",
+                "eval_split")
+"""Runner settings that make two runs of one method different configurations (the seed does not)."""
+
+
+def _variant(cfg: dict[str, Any]) -> dict[str, str]:
+    out = {k: json.dumps(cfg[k], sort_keys=True) for k in VARIANT_KEYS if k in cfg}
+    for k, v in (cfg.get("method_config") or {}).items():
+        out[k] = json.dumps(v, sort_keys=True)
+    return out
+
+
+def _config_labels(keys: list[tuple[str, str]], variants: list[dict[str, str]]) -> list[str]:
+    """For runs keyed (method, stream): the method, plus every setting that differs between that method's
+    runs on that stream, e.g. ``clr (pretrained=null)``; seeds of one configuration share a label."""
+    labels = []
+    for (method, stream), v in zip(keys, variants):
+        peers = [w for k, w in zip(keys, variants) if k == (method, stream)]
+        differing = sorted({name for w in peers for name in set(w) | set(v) if w.get(name) != v.get(name)})
+        labels.append(method if not differing else f"{method} (" + ", ".join(
+            f"{name}={v.get(name, '-').strip(chr(34))}" for name in differing) + ")")
+    return labels
+
+
 def _load(root: str | Path, filename: str):
     import warnings
 
     import pandas as pd
 
-    frames = []
+    frames, keys, variants = [], [], []
     for d in run_dirs(root):
         if not (d / filename).exists():
             continue
@@ -105,8 +129,12 @@ def _load(root: str | Path, filename: str):
         df.insert(5, "status", summary.get("status", "unknown"))
         df.insert(6, "threads", str(cfg.get("threads", "unknown")))
         frames.append(df)
+        keys.append((cfg["method"], df.stream.iloc[0] if len(df) else ""))
+        variants.append(_variant(cfg))
     if not frames:
         return pd.DataFrame()
+    for df, label in zip(frames, _config_labels(keys, variants)):
+        df.insert(2, "config", label)
     out = pd.concat(frames, ignore_index=True)
     mixed = out.groupby(["method", "stream"]).threads.nunique()
     if (mixed > 1).any() or out.threads.str.contains(r"\+").any():

@@ -91,3 +91,26 @@ def test_mdl_figures_are_pure_functions_of_the_saved_tables(mdl_run):
         jaccard_heatmap(sim, domain="cars")
     with pytest.raises(ValueError, match="allowed"):
         chosen_paths(r["blocks"], "nas")
+
+
+def test_configurations_are_lines_of_their_own_not_pooled_seeds(tmp_path):
+    """Two CLR backbones and an SGD lr sweep on one stream: every configuration is a line; only seeds pool."""
+    for seed in (0, 1):
+        for pretrained in ("auto", None):
+            cl_lab.run("clr", "synth-mini", epochs=1, seed=seed, out=str(tmp_path), progress=False, n_tasks=2,
+                       pretrained=pretrained)
+    for lr in (0.01, 0.1):
+        cl_lab.run("sgd", "synth-mini", epochs=1, seed=0, out=str(tmp_path), progress=False, n_tasks=2,
+                   pretrained=None, lr=lr)
+    acc = cl_lab.results.load(tmp_path)
+    labels = sorted(acc.config.unique())
+    assert labels == ["clr (pretrained=null)", "clr (pretrained=shipped)", "sgd (lr=0.01)", "sgd (lr=0.1)"]
+    d = task_accuracy_dashboard(tmp_path)
+    fig = d.figures[0]
+    assert sorted(_lines(fig)) == labels
+    bands = [t.name for t in fig.data if t.fill == "toself"]
+    assert sorted(bands) == ["clr (pretrained=null) band", "clr (pretrained=shipped) band"]  # two seeds each
+    # each CLR line is the mean over its own seeds only
+    shipped = acc[(acc.config == "clr (pretrained=shipped)") & (acc.task == 0)].groupby("after_task").accuracy.mean()
+    line = next(t for t in fig.data if t.name == "clr (pretrained=shipped)" and t.mode == "lines+markers")
+    np.testing.assert_allclose(line.y, shipped.to_numpy())

@@ -69,8 +69,9 @@ def _select(options, value=None, description="", multiple=False):
     return w.Dropdown(options=options, value=value, description=description)
 
 
-def _filter(df: pd.DataFrame, stream, methods, seeds) -> pd.DataFrame:
-    return df[(df.stream == stream) & df.method.isin(list(methods)) & df.seed.isin(list(seeds))]
+def _filter(df: pd.DataFrame, stream, configs, seeds) -> pd.DataFrame:
+    """Runs of ``stream`` whose configuration (method plus the settings that differ) and seed are selected."""
+    return df[(df.stream == stream) & df.config.isin(list(configs)) & df.seed.isin(list(seeds))]
 
 
 def task_accuracy_dashboard(root: str | Path) -> Dashboard:
@@ -85,7 +86,7 @@ def task_accuracy_dashboard(root: str | Path) -> Dashboard:
     stream = _select(streams, description="stream")
     first = acc[acc.stream == streams[0]]
     task = _select(_task_options(first), description="task")
-    methods = _select(sorted(acc.method.unique()), description="methods", multiple=True)
+    methods = _select(sorted(acc.config.unique()), description="methods", multiple=True)
     seeds = _select(sorted(int(v) for v in acc.seed.unique()), description="seeds", multiple=True)
 
     def on_stream(change):
@@ -114,7 +115,7 @@ def cost_dashboard(root: str | Path, reference_pct: float = 0.6) -> Dashboard:
     if costs.empty or metrics.empty:
         raise FileNotFoundError(f"no runs with costs and metrics under {str(root)!r}")
     stream = _select(sorted(metrics.stream.unique()), description="stream")
-    methods = _select(sorted(metrics.method.unique()), description="methods", multiple=True)
+    methods = _select(sorted(metrics.config.unique()), description="methods", multiple=True)
     seeds = _select(sorted(int(v) for v in metrics.seed.unique()), description="seeds", multiple=True)
 
     def render():
@@ -136,13 +137,13 @@ def matrix_dashboard(root: str | Path) -> Dashboard:
     metrics = load_metrics(root)
     if metrics.empty:
         raise FileNotFoundError(f"no runs with results under {str(root)!r}")
-    index = metrics[["run", "stream", "method", "seed"]].drop_duplicates()
+    index = metrics[["run", "stream", "config", "seed"]].drop_duplicates()
     stream = _select(sorted(index.stream.unique()), description="stream")
-    method = _select(sorted(index.method.unique()), description="method")
+    method = _select(sorted(index.config.unique()), description="method")
     seed = _select(sorted(int(v) for v in index.seed.unique()), description="seed")
 
     def render():
-        hit = index[(index.stream == stream.value) & (index.method == method.value) & (index.seed == seed.value)]
+        hit = index[(index.stream == stream.value) & (index.config == method.value) & (index.seed == seed.value)]
         if hit.empty:
             raise ValueError(f"no run of {method.value} on {stream.value} with seed {seed.value}")
         run_dir = runs[hit.run.iloc[0]]

@@ -33,8 +33,15 @@ def accuracy_heatmap(R: np.ndarray, task_names: Sequence[str], title: str = "acc
     return fig
 
 
+def _line_key(df) -> str:
+    """Lines are configurations (``results.load``'s ``config``: method plus differing settings), so
+    runs that differ in more than their seed are never pooled; plain tables fall back to ``method``."""
+    return "config" if "config" in df.columns else "method"
+
+
 def task_accuracy_over_time(acc, task: int = 0, methods: Sequence[str] | None = None, stream: str | None = None):
-    """Accuracy on one task after each later task, a line per method; seeds give a mean and a +/- 1 std band."""
+    """Accuracy on one task after each later task, a line per configuration; the seeds of a configuration
+    give a mean and a +/- 1 std band."""
     go = _go()
     df = acc[acc.task == task]
     if stream is not None:
@@ -42,7 +49,7 @@ def task_accuracy_over_time(acc, task: int = 0, methods: Sequence[str] | None = 
     if methods is not None:
         df = df[df.method.isin(list(methods))]
     fig = go.Figure()
-    for method, g in df.groupby("method", sort=True):
+    for method, g in df.groupby(_line_key(df), sort=True):
         stats = g.groupby("after_task").accuracy.agg(["mean", "std", "count"]).reset_index()
         x = stats.after_task.to_numpy() + 1
         mean = stats["mean"].to_numpy()
@@ -61,11 +68,12 @@ def task_accuracy_over_time(acc, task: int = 0, methods: Sequence[str] | None = 
 def cost_vs_accuracy(costs, metrics, reference_pct: float | None = 0.6):
     """Stored parameters per task (% of backbone, log scale) vs final average accuracy, one point per run."""
     go = _go()
-    per_run = costs.groupby(["run", "method"]).task_params_pct.mean().reset_index()
+    key = _line_key(costs)
+    per_run = costs.groupby(["run", key]).task_params_pct.mean().reset_index()
     final = metrics.sort_values("after_task").groupby("run").tail(1)[["run", "avg_accuracy"]]
     df = per_run.merge(final, on="run")
     fig = go.Figure()
-    for method, g in df.groupby("method", sort=True):
+    for method, g in df.groupby(key, sort=True):
         fig.add_trace(go.Scatter(x=g.task_params_pct, y=g.avg_accuracy, mode="markers", name=method,
                                  marker={"size": 12}, text=g.run,
                                  hovertemplate="%{text}<br>%{x:.3g}% per task<br>avg acc %{y:.3f}<extra></extra>"))
