@@ -39,12 +39,6 @@ def atomic_write_json(path: str | Path, obj: Any) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
-def atomic_torch_save(path: str | Path, obj: Any) -> Path:
-    import torch
-
-    return atomic_write(path, lambda p: torch.save(obj, p))
-
-
 MAGIC = b"cl_lab-verified-1\n"
 
 

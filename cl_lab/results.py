@@ -98,12 +98,16 @@ def _variant(cfg: dict[str, Any]) -> dict[str, str]:
 def _config_labels(keys: list[tuple[str, str]], variants: list[dict[str, str]]) -> list[str]:
     """For runs keyed (method, stream): the method, plus every setting that differs between that method's
     runs on that stream, e.g. ``clr (pretrained=null)``; seeds of one configuration share a label."""
+    groups: dict[tuple[str, str], list[dict[str, str]]] = {}
+    for key, v in zip(keys, variants):
+        groups.setdefault(key, []).append(v)
+    differing = {key: sorted({name for v in vs for name in v if any(w.get(name) != v[name] for w in vs)})
+                 for key, vs in groups.items()}
     labels = []
     for (method, stream), v in zip(keys, variants):
-        peers = [w for k, w in zip(keys, variants) if k == (method, stream)]
-        differing = sorted({name for w in peers for name in set(w) | set(v) if w.get(name) != v.get(name)})
-        labels.append(method if not differing else f"{method} (" + ", ".join(
-            f"{name}={v.get(name, '-').strip(chr(34))}" for name in differing) + ")")
+        names = differing[(method, stream)]
+        labels.append(method if not names else f"{method} (" + ", ".join(
+            f"{name}={v.get(name, '-').strip(chr(34))}" for name in names) + ")")
     return labels
 
 

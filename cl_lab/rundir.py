@@ -175,9 +175,6 @@ class RunDir:
             self.write_json("config.json", {**old, "threads": f"{old['threads']}+{self.config['threads']}"})
 
     # ------------------------------------------------------------------ files
-    def file(self, name: str) -> Path:
-        return self.path / name
-
     def write_text(self, name: str, text: str) -> Path:
         try:
             return atomic_write_text(self.path / name, text)
@@ -189,16 +186,6 @@ class RunDir:
             return atomic_write_json(self.path / name, obj)
         except OSError as e:
             raise _fs_error(self.path / name, e, "write") from e
-
-    def read_json(self, name: str) -> Any | None:
-        """A JSON file of the run (None when absent); a corrupt one is an error naming it."""
-        p = self.path / name
-        if not p.exists():
-            return None
-        try:
-            return json.loads(p.read_text())
-        except (OSError, ValueError) as e:
-            raise RunDirError(f"{p} is corrupt ({e}); move it away to recompute it") from e
 
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self, state: Mapping[str, Any]) -> Path:

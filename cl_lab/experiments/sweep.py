@@ -79,28 +79,27 @@ def sweep(methods: Sequence[str], stream: str, seeds: Sequence[int] = (0, 1, 2),
     methods, seeds = list(methods), list(seeds)
     kwargs.setdefault("progress", False)
     _check(methods, seeds, executor, workers, kwargs)
-    points = list(itertools.product(methods, seeds))
+    t = threads or (cpus_per_point if executor == "ray" else _default_threads(workers))
+    jobs = [(m, stream, s, t, kwargs) for m, s in itertools.product(methods, seeds)]
     if executor == "ray":
-        rows = _run_ray(points, stream, kwargs, threads or cpus_per_point, ray_address, cpus_per_point, gpus_per_point)
+        rows = ray_map(_job, jobs, ray_address, cpus_per_point, gpus_per_point)
     elif workers == 1:
-        rows = [_point(m, stream, s, threads or _default_threads(1), kwargs) for m, s in points]
+        rows = [_job(j) for j in jobs]
     else:
         import concurrent.futures as cf
         import multiprocessing
 
-        t = threads or _default_threads(workers)
         with cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            rows = list(pool.map(_point, *zip(*[(m, stream, s, t, kwargs) for m, s in points])))
+            rows = list(pool.map(_job, jobs))
     return pd.DataFrame(rows)
+
+
+def _job(job: tuple) -> dict[str, Any]:
+    return _point(*job)
 
 
 def _default_threads(workers: int) -> int:
     return max(1, (os.cpu_count() or 1) // workers)
-
-
-def _run_ray(points, stream, kwargs, threads, address, cpus, gpus) -> list[dict[str, Any]]:
-    jobs = [(m, stream, s, threads, kwargs) for m, s in points]
-    return ray_map(lambda job: _point(*job), jobs, address, cpus, gpus)
 
 
 def ray_map(fn, jobs: Sequence[Any], address: str | None, cpus: int, gpus: float) -> list[Any]:

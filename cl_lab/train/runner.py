@@ -24,7 +24,7 @@ from ..methods import Method, StreamInfo, get_method
 from ..methods.base import TrainPlan, fit_on_task
 from ..models.backbones import BACKBONES, Backbone, build_backbone
 from ..models.weights import load_weights, shipped_checkpoints
-from ..rundir import MAX_SEED, RunDir, RunDirError, check_out_dir, check_run_name, default_name
+from ..rundir import MAX_SEED, RunDir, check_out_dir, check_run_name, default_name
 
 
 class TrainingDiverged(FloatingPointError):
@@ -304,11 +304,8 @@ def run(method: str = "sgd", stream: str | TaskStream = "synth-10", *, backbone:
 
 
 def check_input(backbone: Backbone, ts: TaskStream) -> None:
-    """Refuse a stream whose images the backbone cannot take, naming the task, before any work."""
-    for t in ts:
-        if t.image_shape[0] != ts[0].image_shape[0]:
-            raise ConfigError(f"run: task {t.name!r} has {t.image_shape[0]} channel(s) but task {ts[0].name!r} has "
-                              f"{ts[0].image_shape[0]}; every task of a stream must have the same channel count")
+    """Refuse a stream whose images the backbone cannot take, naming the task, before any work
+    (``TaskStream`` already guarantees every task has the same channel count)."""
     conv = next((m for m in backbone.modules() if isinstance(m, nn.Conv2d)), None)
     if conv is not None and conv.in_channels != ts[0].image_shape[0]:
         raise ConfigError(f"run: task {ts[0].name!r} has {ts[0].image_shape[0]} channel(s) but backbone "
@@ -354,7 +351,6 @@ def write_progress(rd: RunDir, R: np.ndarray, task_names: Sequence[str], costs: 
     rd.write_json("summary.json", summary)
 
 
-
 def _summary(R: np.ndarray, done: int, n: int, costs: list[dict[str, Any]]) -> dict[str, Any]:
     from .. import metrics as M
 
@@ -380,9 +376,7 @@ def _train_stream(rd: RunDir, ts: TaskStream, method_cls: type[Method], mcfg: An
     except ValueError as e:
         raise ConfigError(f"run: {e}") from None
     names = [t.name for t in ts]
-    if ckpt is not None:
-        if ckpt.get("method") != method_cls.name or ckpt.get("stream_hash") != ts.content_hash():
-            raise RunDirError(f"checkpoint in {str(run_dir)!r} belongs to another method or stream; nothing was changed")
+    if ckpt is not None:  # verified by RunDir: written by this configuration (method and stream included)
         learner.restore(ckpt["state"])
         learner.to(device)
         start, costs = ckpt["completed"] + 1, ckpt["costs"]
@@ -419,7 +413,7 @@ def _train_stream(rd: RunDir, ts: TaskStream, method_cls: type[Method], mcfg: An
             "images_per_second": log["images_per_second"], "final_loss": log["final_loss"],
             **learner.task_log(),
         })
-        rd.save_checkpoint({"method": method_cls.name, "stream_hash": ts.content_hash(), "completed": i,
-                            "state": learner.checkpoint_state(), "R": torch.from_numpy(R.copy()), "costs": costs})
+        rd.save_checkpoint({"completed": i, "state": learner.checkpoint_state(), "R": torch.from_numpy(R.copy()),
+                            "costs": costs})
         write_progress(rd, R[: i + 1], names, costs, _summary(R, i + 1, len(ts), costs))
     return RunResult(run_dir, R, resolved, names)
