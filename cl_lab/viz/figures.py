@@ -60,6 +60,7 @@ def task_accuracy_over_time(acc, task: int = 0, methods: Sequence[str] | None = 
                                      hoverinfo="skip", name=f"{method} band"))
         fig.add_trace(go.Scatter(x=x, y=mean, mode="lines+markers", name=method))
     name = df.task_name.iloc[0] if len(df) else f"task {task + 1}"
+    fig.update_xaxes(dtick=1)  # whole tasks only
     fig.update_layout(title=f"accuracy on {name} as later tasks are learnt", xaxis_title="tasks trained",
                       yaxis_title="test accuracy", yaxis_range=[0, 1])
     return fig
@@ -78,7 +79,11 @@ def cost_vs_accuracy(costs, metrics, reference_pct: float | None = 0.6):
                                  marker={"size": 12}, text=g.run,
                                  hovertemplate="%{text}<br>%{x:.3g}% per task<br>avg acc %{y:.3f}<extra></extra>"))
     if reference_pct is not None:
-        fig.add_vline(x=reference_pct, line_dash="dash", annotation_text=f"{reference_pct}% (CLR paper)")
+        # on a log axis plotly places a vline's own annotation at the raw value, far from the line:
+        # the label is an annotation of its own, at log10 of the value
+        fig.add_vline(x=reference_pct, line_dash="dash")
+        fig.add_annotation(x=float(np.log10(reference_pct)), y=1, yref="paper", text=f"{reference_pct}% (CLR paper)",
+                           showarrow=False, xanchor="left", yanchor="bottom")
     fig.update_layout(title="parameters stored per task vs average accuracy", xaxis_type="log",
                       xaxis_title="stored parameters per task (% of backbone)", yaxis_title="final average accuracy")
     return fig
