@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 import time
 from typing import Any, Sequence
@@ -145,10 +146,18 @@ def cmd_mdl(args: argparse.Namespace) -> int:
         if getattr(args, key) is not None:
             values[key] = getattr(args, key)
     values.update(_parse_sets(args.set, lambda _key: MDLConfig))
-    run_dir = run_mdl(out=args.out, run_name=args.run_name, progress=not args.no_progress, **values)
+    workers = args.workers if args.workers is not None else max(1, os.cpu_count() or 1)
+    run_dir = run_mdl(out=args.out, run_name=args.run_name, progress=not args.no_progress, workers=workers,
+                      threads=args.threads, **values)
     r = load_mdl(run_dir)
     print(r["summary"].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    print("path similarity (Jaccard):")
+    threshold = r["config"]["convergence_threshold"]
+    if r["not_converged"]:
+        print(f"NOT CONVERGED (final entropy above {threshold:.0%} of its start; these paths are close to random "
+              f"draws): {', '.join(r['not_converged'])}")
+    else:
+        print(f"every search converged (final entropy at most {threshold:.0%} of its start)")
+    print(f"path similarity (Jaccard, {r['jaccard_setup']}):")
     print(r["jaccard"].to_string(float_format=lambda v: f"{v:.2f}"))
     print(f"-> {run_dir}")
     return 0
@@ -192,6 +201,16 @@ def _seed(text: str) -> int:
         raise argparse.ArgumentTypeError(f"seed must be an integer between 0 and {MAX_SEED}; got {text!r}") from None
     if not 0 <= value <= MAX_SEED:
         raise argparse.ArgumentTypeError(f"seed must be between 0 and {MAX_SEED}; got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1; got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1; got {value}")
     return value
 
 
@@ -247,11 +266,15 @@ def build_parser() -> argparse.ArgumentParser:
     md.add_argument("--stream", default="synth-10", help="stream whose tasks are the domains")
     md.add_argument("--domains", default=None, help="how many first tasks (default 5) or comma-separated names")
     md.add_argument("--setups", default=None, help="comma-separated subset of mpnas,mpnas-uniform,independent,"
-                                                   "single-path,multi-head-nas")
+                                                   "single-path,multi-head-nas,cost-only (default: all but cost-only)")
     md.add_argument("--seed", type=_seed, default=0)
     md.add_argument("--out", default="runs")
     md.add_argument("--run-name", dest="run_name", default=None)
     md.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="MDL parameters (search steps, space, ...)")
+    md.add_argument("--workers", type=_positive_int, default=None,
+                    help="setups run at once in separate processes (default: one per CPU core)")
+    md.add_argument("--threads", type=_positive_int, default=None,
+                    help="torch threads per worker (default: the cores divided among the workers; recorded)")
     md.add_argument("--no-progress", action="store_true")
     md.set_defaults(func=cmd_mdl)
     rp = sub.add_parser("report", help="execute the notebooks with papermill and render HTML reports")

@@ -166,13 +166,20 @@ def load_costs(root: str | Path):
 
 
 def load_mdl(run_dir: str | Path) -> dict[str, Any]:
-    """Read an MDL run directory back: config, results, summary, paths, blocks, Jaccard matrix."""
+    """Read an MDL run directory back: config, results, summary, paths, blocks, Jaccard matrix,
+    the search history (step, domain, entropy, reward, baseline, top probability per setup) and
+    ``not_converged``: every search whose final entropy stayed above the threshold."""
     import pandas as pd
 
     p = Path(run_dir)
     if not (p / "summary.json").exists():
         raise FileNotFoundError(f"{p} holds no finished MDL run (summary.json missing)")
+    info = json.loads((p / "summary.json").read_text())
+    history = pd.read_csv(p / "search_history.csv") if (p / "search_history.csv").stat().st_size > 1 else pd.DataFrame()
     return {
+        "history": history,
+        "not_converged": info.get("not_converged", []),
+        "jaccard_setup": info.get("jaccard_setup"),
         "config": json.loads((p / "config.json").read_text()),
         "results": pd.read_csv(p / "results.csv"),
         "summary": pd.read_csv(p / "summary.csv"),

@@ -21,8 +21,8 @@ def runs(tmp_path_factory):
 @pytest.fixture(scope="module")
 def mdl_run(tmp_path_factory):
     return run_mdl(out=tmp_path_factory.mktemp("mdl"), progress=False, stream="synth-mini", domains="3",
-                   setups="mpnas,single-path", widths="8,16", kernels="3,5", expansions="2", stem_channels=8,
-                   search_steps=4, max_train=40, train_epochs=1, val_batch_size=16, batch_size=16)
+                   setups="mpnas,multi-head-nas", widths="8,16", kernels="3,5", expansions="2", stem_channels=8,
+                   search_steps=4, max_train=40, train_epochs=1, val_images=16, batch_size=16)
 
 
 def _lines(fig):
@@ -72,15 +72,21 @@ def test_matrix_dashboard_shows_the_selected_run(runs):
 
 def test_path_dashboard_heatmap_and_paths_follow_selectors(mdl_run):
     d = path_dashboard(mdl_run)
-    heat, paths = d.figures
+    heat, paths, entropy = d.figures
     assert heat.data[0].type == "heatmap" and np.allclose(np.diag(np.array(heat.data[0].z)), 1.0)
     assert len(heat.layout.shapes) == 0
     d.controls["domain"].value = "counting"
     assert len(heat.layout.shapes) == 2 and "counting" in heat.layout.title.text
-    d.controls["setup"].value = "single-path"
+    # one controller per domain: an entropy line each, as a fraction of its start
+    assert sorted(t.name for t in entropy.data) == ["blood-cells", "counting", "shapes"]
+    assert all(0 < max(t.y) <= 1.0 + 1e-6 for t in entropy.data)
+    # four search steps cannot converge, and the titles say so rather than present noise as a result
+    assert "NOT CONVERGED" in heat.layout.title.text and "NOT CONVERGED" in paths.layout.title.text
+    d.controls["setup"].value = "multi-head-nas"
     z = np.array(heat.data[0].z)
     assert np.allclose(z, 1.0), "one shared path: every pair is identical"
-    assert "single-path" in paths.layout.title.text and len(paths.data) == 3
+    assert "multi-head-nas" in paths.layout.title.text and len(paths.data) == 3
+    assert [t.name for t in entropy.data] == ["all"] and "multi-head-nas" in entropy.layout.title.text
 
 
 def test_mdl_figures_are_pure_functions_of_the_saved_tables(mdl_run):

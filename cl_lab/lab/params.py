@@ -151,19 +151,25 @@ class ResCLParams:
 @notebook("04_mpnas")
 @dataclasses.dataclass
 class MPNASParams:
-    REPORT: ClassVar[dict] = {"stream": "synth-10", "domains": "3", "search_steps": 40, "train_epochs": 4,
+    REPORT: ClassVar[dict] = {"stream": "synth-10", "domains": "3", "search_steps": 240, "train_epochs": 4,
                               "max_train": 600}
     stream: str = param("synth-10", "stream whose tasks are the domains")
     domains: str = param("3", "how many first tasks, or comma-separated task names")
     setups: str = param("mpnas,mpnas-uniform,independent,single-path,multi-head-nas", "which setups to run")
-    search_steps: int = param(40, "search steps (each: one weight step and one controller step per domain)", ge=1)
+    search_steps: int = param(240, "search steps (each: one weight step per domain, then one controller step per "
+                                   "domain)", ge=1)
     train_epochs: int = param(4, "phase-2 epochs", ge=1)
     max_train: int = param(600, "training images per domain", ge=8)
+    abdp_reading: str = param("softmax", "which reading of ABDP: softmax, exp or dtp")
     seed: int = SEED
     out_dir: str = param("runs/notebooks", "where the MDL run directory is written", role="runs_out")
 
     def validate(self) -> None:
+        from ..mdl.controller import READINGS
+
         _stream(self.stream)
+        if self.abdp_reading not in READINGS:
+            raise ConfigError(f"abdp_reading={self.abdp_reading!r} is not allowed; choose one of {list(READINGS)}")
 
 
 @notebook("05_baselines")

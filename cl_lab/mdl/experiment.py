@@ -31,18 +31,24 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pandas as pd
+import torch
+from torch import nn
 
 from .. import metrics
 from ..config import ConfigError, build, param
 from ..data import load_stream
 from ..data.task import Task
-from ..models.backbones import count_params
+from ..models.backbones import build_backbone, count_params
+from ..models.weights import load_weights
 from ..rundir import RunDir, check_out_dir, check_run_name, default_name
+from .controller import READINGS
 from .search import SearchSettings, TrainSettings, domain_task, evaluate, search, train_model
-from .space import MultiPathNet, SearchSpace
+from .space import SearchSpace, SharedBackboneNet
 
-SETUPS = ("mpnas", "mpnas-uniform", "independent", "single-path", "multi-head-nas")
-FORMAT = 1
+SETUPS = ("mpnas", "mpnas-uniform", "independent", "single-path", "multi-head-nas", "cost-only")
+DEFAULT_SETUPS = SETUPS[:5]
+SINGLE_PATH_INITS = ("shipped", "scratch")
+FORMAT = 2
 
 
 def _ints(text: str, what: str) -> tuple[int, ...]:
@@ -59,30 +65,38 @@ def _ints(text: str, what: str) -> tuple[int, ...]:
 class MDLConfig:
     stream: str = param("synth-10", "stream whose tasks are the domains")
     domains: str = param("5", "how many of the stream's first tasks, or comma-separated task names")
-    setups: str = param(",".join(SETUPS), f"comma-separated setups from {list(SETUPS)}")
+    setups: str = param(",".join(DEFAULT_SETUPS), f"comma-separated setups from {list(SETUPS)}")
     seed: int = param(0, "seed of search, training and data subsampling", ge=0)
     stream_seed: int = param(0, "seed the embedded stream is generated with", ge=0)
     max_train: int = param(1200, "training images kept per domain", ge=8)
+    val_images: int = param(300, "validation images per domain: one fixed set, scored whole for every reward", ge=8)
     stem_channels: int = param(16, "stem width", ge=1)
     stem_stride: int = param(2, "stem stride (2 halves 32x32 inputs, as MobileNet's stem)", ge=1, le=4)
     widths: str = param("24,40,64", "stage widths; each stage halves the resolution")
     layers_per_stage: int = param(2, "searchable layers per stage", ge=1)
     kernels: str = param("3,5,7", "depthwise kernel sizes of the candidate blocks (odd)")
     expansions: str = param("2,4", "expansion ratios of the candidate blocks")
-    search_steps: int = param(80, "search steps (every domain: one weight batch, one controller update)", ge=1)
-    warmup_fraction: float = param(0.25, "fraction of the search that trains shared weights only", ge=0, lt=1)
+    domain_bn: bool = param(True, "one BatchNorm per domain in shared blocks (False: one shared by the domains)")
+    search_steps: int = param(300, "search steps (every domain: one weight batch, then one controller update)", ge=1)
+    warmup_fraction: float = param(0.25, "fraction of the search with the controller learning rate at 0", ge=0, lt=1)
     batch_size: int = param(32, "training batch size per domain", ge=1)
-    val_batch_size: int = param(64, "validation images per controller reward", ge=1)
     weight_lr: float = param(0.05, "supernet SGD learning rate (cosine decay)", gt=0)
-    controller_lr: float = param(0.05, "controller Adam learning rate", gt=0)
-    baseline_momentum: float = param(0.9, "moving-average baseline momentum", ge=0, lt=1)
-    cost_beta: float = param(-0.5, "TuNAS absolute reward weight (must be < 0)", lt=0)
+    controller_lr: float = param(0.2, "controller Adam learning rate (beta1 = 0, as TuNAS)", gt=0)
+    baseline_momentum: float = param(0.95, "moving-average reward baseline momentum (TuNAS: 0.95)", ge=0, lt=1)
+    cost_beta: float = param(-0.1, "TuNAS absolute reward weight (must be < 0; TuNAS: -0.1)", lt=0)
     cost_target_ratio: float = param(0.5, "cost target as a fraction of the largest path's cost", gt=0)
     cost_kind: str = param("macs", "'macs' or 'params'")
-    abdp_temperature: float = param(1.0, "ABDP softmax temperature", gt=0)
-    abdp_smoothing: float = param(0.9, "ABDP hardness moving-average factor", ge=0, lt=1)
+    convergence_threshold: float = param(0.3, "a search has converged when its final entropy is at most this "
+                                              "fraction of its start", gt=0, lt=1)
+    abdp_reading: str = param("softmax", f"which reading of ABDP: {list(READINGS)} (see the README)")
+    abdp_temperature: float = param(1.0, "ABDP temperature (softmax and exp readings)", gt=0)
+    abdp_smoothing: float = param(0.9, "moving-average factor of ABDP's hardness / running accuracy", ge=0, lt=1)
+    abdp_gamma: float = param(2.0, "focusing exponent of the dtp reading", ge=0)
+    abdp_normalise: bool = param(False, "rescale ABDP weights to sum to the number of domains")
     train_epochs: int = param(5, "phase-2 epochs (over the largest domain)", ge=1)
     train_lr: float = param(0.05, "phase-2 SGD learning rate (cosine decay)", gt=0)
+    single_path_init: str = param("shipped", "single-path backbone start: 'shipped' (pretrained ResNet-8, as the "
+                                             "paper's pretrained backbone) or 'scratch'")
 
     def validate(self) -> None:
         for key in ("widths", "kernels", "expansions"):
@@ -91,6 +105,11 @@ class MDLConfig:
             raise ConfigError(f"mdl: kernels={self.kernels!r} must be odd")
         if self.cost_kind not in ("macs", "params"):
             raise ConfigError(f"mdl: cost_kind={self.cost_kind!r} is not allowed; choose one of ['macs', 'params']")
+        if self.abdp_reading not in READINGS:
+            raise ConfigError(f"mdl: abdp_reading={self.abdp_reading!r} is not allowed; choose one of {list(READINGS)}")
+        if self.single_path_init not in SINGLE_PATH_INITS:
+            raise ConfigError(f"mdl: single_path_init={self.single_path_init!r} is not allowed; choose one of "
+                              f"{list(SINGLE_PATH_INITS)}")
         bad = [s for s in self.setup_list() if s not in SETUPS]
         if bad or not self.setup_list():
             raise ConfigError(f"mdl: unknown setups {bad}; allowed: {list(SETUPS)}")
@@ -103,17 +122,21 @@ class MDLConfig:
                            widths=_ints(self.widths, "widths"), layers_per_stage=self.layers_per_stage,
                            kernels=_ints(self.kernels, "kernels"), expansions=_ints(self.expansions, "expansions"))
 
-    def search_settings(self, loss: str) -> SearchSettings:
+    def abdp(self) -> dict:
+        return {"reading": self.abdp_reading, "temperature": self.abdp_temperature, "smoothing": self.abdp_smoothing,
+                "gamma": self.abdp_gamma, "normalise": self.abdp_normalise}
+
+    def search_settings(self, loss: str, reward: str = "accuracy") -> SearchSettings:
         return SearchSettings(
             steps=self.search_steps, warmup_fraction=self.warmup_fraction, batch_size=self.batch_size,
-            val_batch_size=self.val_batch_size, weight_lr=self.weight_lr, controller_lr=self.controller_lr,
-            baseline_momentum=self.baseline_momentum, cost_beta=self.cost_beta,
-            cost_target_ratio=self.cost_target_ratio, cost_kind=self.cost_kind, loss=loss,
-            abdp_temperature=self.abdp_temperature, abdp_smoothing=self.abdp_smoothing)
+            weight_lr=self.weight_lr, controller_lr=self.controller_lr, baseline_momentum=self.baseline_momentum,
+            cost_beta=self.cost_beta, cost_target_ratio=self.cost_target_ratio, cost_kind=self.cost_kind,
+            reward=reward, loss=loss, abdp=self.abdp(), domain_bn=self.domain_bn,
+            convergence_threshold=self.convergence_threshold)
 
     def train_settings(self, loss: str) -> TrainSettings:
         return TrainSettings(epochs=self.train_epochs, batch_size=self.batch_size, lr=self.train_lr, loss=loss,
-                             abdp_temperature=self.abdp_temperature, abdp_smoothing=self.abdp_smoothing)
+                             abdp=self.abdp(), domain_bn=self.domain_bn)
 
 
 def load_domains(cfg: MDLConfig) -> list[Task]:
@@ -132,45 +155,63 @@ def load_domains(cfg: MDLConfig) -> list[Task]:
             raise ConfigError(f"mdl: domains={spec!r} must name at least two distinct tasks of {cfg.stream!r}; "
                               f"unknown {unknown}; allowed: {names}")
         tasks = [stream[names.index(w)] for w in wanted]
-    return [domain_task(t, cfg.max_train, cfg.seed + i) for i, t in enumerate(tasks)]
+    return [domain_task(t, cfg.max_train, cfg.seed + i, cfg.val_images) for i, t in enumerate(tasks)]
 
 
-def _model_row(net: MultiPathNet, paths: dict[int, tuple], accs: dict[int, float]) -> dict[int, dict]:
+def _model_row(net: nn.Module, paths: dict[int, tuple], accs: dict[int, float]) -> dict[int, dict]:
     return {d: {"accuracy": accs[d], "macs": net.path_macs(paths[d], d)} for d in paths}
+
+
+def _single_path_net(cfg: MDLConfig, domains: list[Task]) -> SharedBackboneNet:
+    backbone = build_backbone("resnet8")
+    if cfg.single_path_init == "shipped":
+        load_weights(backbone, "shipped")
+    return SharedBackboneNet(backbone, backbone.out_dim, [d.num_classes for d in domains])
 
 
 def _run_setup(name: str, cfg: MDLConfig, space: SearchSpace, domains: list[Task],
                log: Callable[[str], None]) -> dict[str, Any]:
     n = len(domains)
-    loss = "uniform" if name == "mpnas-uniform" else "abdp"
+    loss = "uniform" if name in ("mpnas-uniform", "cost-only") else "abdp"
     history: list[dict] = []
+    convergence: dict[str, dict] = {}
     t0 = time.perf_counter()
     if name == "independent":
         paths, per_domain, params = {}, {}, 0
         for d, dom in enumerate(domains):
             res = search(space, [dom], cfg.search_settings(loss), cfg.seed + 101 * d)
             history += [{**h, "domain": dom.name} for h in res.history]
+            convergence[dom.name] = res.convergence[dom.name]
             paths[d] = res.paths[0]
             net = train_model(space, [dom], {0: paths[d]}, cfg.train_settings(loss), cfg.seed + 101 * d)
             per_domain[d] = _model_row(net, {0: paths[d]}, evaluate(net, [dom], {0: paths[d]}))[0]
             params += count_params(net)
             log(f"  independent: {dom.name} {per_domain[d]['accuracy']:.3f}")
     else:
+        net = None
         if name == "single-path":
             paths = {d: space.reference_path() for d in range(n)}
+            torch.manual_seed(cfg.seed)
+            net = _single_path_net(cfg, domains)
         else:
-            res = search(space, domains, cfg.search_settings(loss), cfg.seed, shared_controller=name == "multi-head-nas")
-            history = res.history
-            paths = res.paths
-        net = train_model(space, domains, paths, cfg.train_settings(loss), cfg.seed)
+            reward = "cost-only" if name == "cost-only" else "accuracy"
+            res = search(space, domains, cfg.search_settings(loss, reward), cfg.seed,
+                         shared_controller=name == "multi-head-nas")
+            history, convergence, paths = res.history, res.convergence, res.paths
+        net = train_model(space, domains, paths, cfg.train_settings(loss), cfg.seed, net=net)
         per_domain = _model_row(net, paths, evaluate(net, domains, paths))
         params = count_params(net)
+    if name == "single-path":
+        names = {domains[d].name: [f"resnet8 ({cfg.single_path_init})"] for d in paths}
+    else:
+        names = {domains[d].name: space.names(p) for d, p in paths.items()}
     return {
         "setup": name,
-        "paths": {domains[d].name: space.names(p) for d, p in paths.items()},
+        "paths": names,
         "domains": {domains[d].name: r for d, r in per_domain.items()},
         "unique_params": params,
         "seconds": time.perf_counter() - t0,
+        "convergence": convergence,
         "history": history,
     }
 
@@ -184,6 +225,8 @@ def block_table(space: SearchSpace, setups: list[dict]) -> pd.DataFrame:
     """Long form (setup, layer, block, domain) of every chosen non-zero block: the chosen-paths diagram."""
     rows = []
     for s in setups:
+        if s["setup"] == "single-path":  # a fixed network outside the search space: no blocks to draw
+            continue
         for dom, names in s["paths"].items():
             for i, (layer, n) in enumerate(zip(space.layers, names)):
                 rows.append({"setup": s["setup"], "layer_index": i, "layer": layer.name, "block": n, "domain": dom})
@@ -191,26 +234,49 @@ def block_table(space: SearchSpace, setups: list[dict]) -> pd.DataFrame:
 
 
 def summarise(setups: list[dict]) -> pd.DataFrame:
+    """One row per setup: mean accuracy, unique parameters, mean MACs per path, the search's
+    convergence (worst controller's final / start entropy; empty for single-path, which does
+    not search) and, when ``independent`` ran, the ratios to it next to the sharing ceiling:
+    with D domains, sharing can save at most ``1 - 1/D`` of domain-independent models' size."""
     rows = []
     for s in setups:
         accs = [r["accuracy"] for r in s["domains"].values()]
         macs = [r["macs"] for r in s["domains"].values()]
+        conv = list(s.get("convergence", {}).values())
         rows.append({"setup": s["setup"], "mean_accuracy": sum(accs) / len(accs), "unique_params": s["unique_params"],
-                     "mean_macs": sum(macs) / len(macs), "seconds": s["seconds"]})
+                     "mean_macs": sum(macs) / len(macs), "seconds": s["seconds"],
+                     "entropy_ratio": max((c["entropy_ratio"] for c in conv), default=float("nan")),
+                     "converged": all(c["converged"] for c in conv) if conv else None})
     df = pd.DataFrame(rows)
     ref = df[df.setup == "independent"]
     if len(ref):
         df["params_vs_independent"] = df.unique_params / float(ref.unique_params.iloc[0])
         df["macs_vs_independent"] = df.mean_macs / float(ref.mean_macs.iloc[0])
+        n = len(setups[0]["domains"])
+        df["params_saving"] = 1 - df.params_vs_independent
+        df["saving_ceiling"] = 1 - 1 / n
     return df
 
 
+def not_converged(setups: list[dict]) -> list[str]:
+    """'setup/controller' for every search whose final entropy is above the threshold of its start."""
+    return [f"{s['setup']}/{who}" for s in setups for who, c in s.get("convergence", {}).items() if not c["converged"]]
+
+
 def run_mdl(out: str | Path = "runs", run_name: str | None = None, progress: bool = True,
-            **values: Any) -> Path:
+            workers: int = 1, threads: int | None = None, **values: Any) -> Path:
     """Run the configured setups and write the run directory; returns its path.
 
     Everything is validated (config, stream, domains) before any training starts.
+    ``workers > 1`` runs that many setups at once in spawned processes with ``threads`` torch
+    threads each (default: this process's count divided among the workers); every setup
+    seeds itself, so a setup's numbers do not depend on ``workers``, only on ``threads``
+    (recorded in ``config.json``).
     """
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+        raise ConfigError(f"mdl: workers={workers!r} must be an integer >= 1")
+    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
+        raise ConfigError(f"mdl: threads={threads!r} must be an integer >= 1 or None")
     cfg = build(MDLConfig, values, where="mdl")
     domains = load_domains(cfg)
     space = cfg.space()
@@ -220,30 +286,70 @@ def run_mdl(out: str | Path = "runs", run_name: str | None = None, progress: boo
     out = Path(out).expanduser()
     check_out_dir(out)
     name = run_name or default_name(f"{cfg.stream}-mdl-seed{cfg.seed}", config)
-    with RunDir(out / name, config, what="MDL run") as rd:
-        return _run_setups(rd, cfg, space, domains, progress)
+    if threads is None:
+        threads = max(1, torch.get_num_threads() // workers)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)  # what config.json records, and what each worker uses
+    try:
+        with RunDir(out / name, config, what="MDL run") as rd:
+            return _run_setups(rd, cfg, space, domains, progress, workers, threads)
+    finally:
+        torch.set_num_threads(previous)
 
 
-def _run_setups(rd: RunDir, cfg: MDLConfig, space: SearchSpace, domains: list[Task], progress: bool) -> Path:
+def _setup_in_worker(name: str, values: dict, threads: int) -> dict[str, Any]:
+    """One setup in a spawned process: rebuild the configuration and domains (from the stream cache)."""
+    torch.set_num_threads(threads)
+    cfg = build(MDLConfig, values, where="mdl")
+    return _run_setup(name, cfg, cfg.space(), load_domains(cfg), lambda _m: None)
+
+
+def _run_setups(rd: RunDir, cfg: MDLConfig, space: SearchSpace, domains: list[Task], progress: bool,
+                workers: int = 1, threads: int = 1) -> Path:
     run_dir = rd.path
     log = print if progress else (lambda _m: None)
-    done = []
+    finished: dict[str, dict] = {}
+    todo = []
     for name in cfg.setup_list():
         f = run_dir / "setups" / f"{name}.json"
         if f.exists():
             try:
-                done.append(json.loads(f.read_text()))
+                finished[name] = json.loads(f.read_text())
                 log(f"{name}: already finished, skipped")
                 continue
             except json.JSONDecodeError:
                 log(f"{name}: saved result unreadable, running it again")
-        log(f"{name}: searching and training on {len(domains)} domains")
-        result = _run_setup(name, cfg, space, domains, log)
+        todo.append(name)
+
+    def save(name: str, result: dict) -> None:
         rd.write_text(f"setups/{name}.json", json.dumps(result))
-        done.append(result)
+        finished[name] = result
         log(f"{name}: mean accuracy {sum(r['accuracy'] for r in result['domains'].values()) / len(domains):.3f}, "
             f"{result['unique_params']:,} parameters, {result['seconds']:.0f} s")
-    _write_tables(rd, space, done)
+        for who in not_converged([result]):
+            c = result["convergence"][who.split("/", 1)[1]]
+            log(f"  NOT CONVERGED: {who} ends at {c['entropy_ratio']:.0%} of its starting entropy "
+                f"(threshold {cfg.convergence_threshold:.0%}); its path is close to a random draw")
+
+    if workers > 1 and len(todo) > 1:
+        import concurrent.futures as cf
+        import multiprocessing
+
+        values = dataclasses.asdict(cfg)
+        log(f"running {len(todo)} setups on {min(workers, len(todo))} workers x {threads} thread(s)")
+        ctx = multiprocessing.get_context("spawn")
+        with cf.ProcessPoolExecutor(min(workers, len(todo)), mp_context=ctx) as pool:
+            # the longest setups first, so the last one to start is short
+            order = sorted(todo, key=lambda n: ("independent", "mpnas", "mpnas-uniform", "cost-only",
+                                                "multi-head-nas", "single-path").index(n))
+            futures = {pool.submit(_setup_in_worker, n, values, threads): n for n in order}
+            for fut in cf.as_completed(futures):
+                save(futures[fut], fut.result())
+    else:
+        for name in todo:
+            log(f"{name}: searching and training on {len(domains)} domains")
+            save(name, _run_setup(name, cfg, space, domains, log))
+    _write_tables(rd, space, [finished[n] for n in cfg.setup_list()])
     return run_dir
 
 
@@ -257,7 +363,12 @@ def _write_tables(rd: RunDir, space: SearchSpace, done: list[dict]) -> None:
     rd.write_text("blocks.csv", block_table(space, done).to_csv(index=False))
     hist = [{"setup": s["setup"], **h} for s in done for h in s["history"]]
     rd.write_text("search_history.csv", pd.DataFrame(hist).to_csv(index=False))
-    main = next((s for s in done if s["setup"] == "mpnas"), next((s for s in done if s["setup"] != "independent"), done[0]))
-    rd.write_text("jaccard.csv", jaccard_matrix(space, main["paths"]).to_csv())
+    searched = [s for s in done if s["setup"] != "single-path"]
+    preferred = ("mpnas", "mpnas-uniform", "independent", "multi-head-nas", "cost-only")
+    main = min(searched, key=lambda s: preferred.index(s["setup"])) if searched else None
+    jac = jaccard_matrix(space, main["paths"]) if main else pd.DataFrame()
+    rd.write_text("jaccard.csv", jac.to_csv())
     rd.write_text("summary.json", json.dumps({
-        "jaccard_setup": main["setup"], "setups": summary.to_dict(orient="records")}, indent=2))
+        "jaccard_setup": main["setup"] if main else None, "not_converged": not_converged(done),
+        "convergence": {s["setup"]: s["convergence"] for s in done if s.get("convergence")},
+        "setups": summary.to_dict(orient="records")}, indent=2))

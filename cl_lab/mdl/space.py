@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -112,27 +112,30 @@ class SearchSpace:
 
 
 class DomainBN(nn.Module):
-    """One BatchNorm2d per domain that uses the block."""
+    """One BatchNorm2d per domain that uses the block (``per_domain=False``: one shared by all)."""
 
-    def __init__(self, channels: int, domains: Iterable[int]):
+    def __init__(self, channels: int, domains: Iterable[int], per_domain: bool = True):
         super().__init__()
-        self.bns = nn.ModuleDict({str(d): nn.BatchNorm2d(channels) for d in sorted(set(domains))})
+        keys = [str(d) for d in sorted(set(domains))] if per_domain else ["shared"]
+        self.per_domain = per_domain
+        self.bns = nn.ModuleDict({k: nn.BatchNorm2d(channels) for k in keys})
 
     def forward(self, x: Tensor, domain: int) -> Tensor:
-        return self.bns[str(domain)](x)
+        return self.bns[str(domain) if self.per_domain else "shared"](x)
 
 
 class InvertedBottleneck(nn.Module):
-    def __init__(self, c_in: int, c_out: int, kernel: int, expansion: int, stride: int, domains: Iterable[int]):
+    def __init__(self, c_in: int, c_out: int, kernel: int, expansion: int, stride: int, domains: Iterable[int],
+                 domain_bn: bool = True):
         super().__init__()
         hidden = c_in * expansion
         domains = list(domains)
         self.expand = nn.Conv2d(c_in, hidden, 1, bias=False)
-        self.bn1 = DomainBN(hidden, domains)
+        self.bn1 = DomainBN(hidden, domains, domain_bn)
         self.depthwise = nn.Conv2d(hidden, hidden, kernel, stride, kernel // 2, groups=hidden, bias=False)
-        self.bn2 = DomainBN(hidden, domains)
+        self.bn2 = DomainBN(hidden, domains, domain_bn)
         self.project = nn.Conv2d(hidden, c_out, 1, bias=False)
-        self.bn3 = DomainBN(c_out, domains)
+        self.bn3 = DomainBN(c_out, domains, domain_bn)
         self.residual = stride == 1 and c_in == c_out
 
     def forward(self, x: Tensor, domain: int) -> Tensor:
@@ -142,19 +145,21 @@ class InvertedBottleneck(nn.Module):
         return x + h if self.residual else h
 
 
-def _block(layer: Layer, name: str, domains: Iterable[int]) -> InvertedBottleneck:
+def _block(layer: Layer, name: str, domains: Iterable[int], domain_bn: bool) -> InvertedBottleneck:
     k, e = (int(p[1:]) for p in name.split("_")[1:])
-    return InvertedBottleneck(layer.in_channels, layer.out_channels, k, e, layer.stride, domains)
+    return InvertedBottleneck(layer.in_channels, layer.out_channels, k, e, layer.stride, domains, domain_bn)
 
 
 class MultiPathNet(nn.Module):
     """Shared stem, a set of blocks per layer, one head per domain; ``forward(x, path, domain)``.
 
     ``paths`` maps each domain to its path (phase 2: only those blocks are built); ``None``
-    builds every block for every domain (the supernet).
+    builds every block for every domain (the supernet). ``domain_bn=False`` gives each block
+    one BatchNorm shared by the domains that use it instead of one per domain.
     """
 
-    def __init__(self, space: SearchSpace, num_classes: Sequence[int], paths: dict[int, BlockPath] | None = None):
+    def __init__(self, space: SearchSpace, num_classes: Sequence[int], paths: dict[int, BlockPath] | None = None,
+                 domain_bn: bool = True):
         super().__init__()
         self.space = space
         self.num_classes = list(num_classes)
@@ -172,13 +177,13 @@ class MultiPathNet(nn.Module):
         self.paths = None if paths is None else {int(d): tuple(p) for d, p in paths.items()}
         stem_users = list(domains) if paths is None else sorted(self.paths)
         self.stem = nn.Conv2d(3, space.stem_channels, 3, space.stem_stride, 1, bias=False)
-        self.stem_bn = DomainBN(space.stem_channels, stem_users)
+        self.stem_bn = DomainBN(space.stem_channels, stem_users, domain_bn)
         self.layers = nn.ModuleList(
-            nn.ModuleDict({n: _block(layer, n, users[(i, n)]) for n in layer.choices if (i, n) in users})
+            nn.ModuleDict({n: _block(layer, n, users[(i, n)], domain_bn) for n in layer.choices if (i, n) in users})
             for i, layer in enumerate(space.layers))
         last = space.widths[-1]
         self.heads = nn.ModuleDict({str(d): nn.Linear(last, num_classes[d]) for d in stem_users})
-        self._macs: dict[BlockPath, int] = {}
+        self._macs: dict[tuple, int] = {}
 
     def block(self, layer: int, name: str) -> InvertedBottleneck:
         return self.layers[layer][name]
@@ -195,19 +200,93 @@ class MultiPathNet(nn.Module):
         return self.heads[str(domain)](F.adaptive_avg_pool2d(h, 1).flatten(1))
 
     def path_macs(self, path: Sequence[int], domain: int = 0, image_size: int = 32) -> int:
-        """Multiply-accumulates of one image through ``path`` (convs and head; counted, not estimated)."""
-        key = tuple(path)
+        """Multiply-accumulates of one image through ``path`` and ``domain``'s head (convs and head;
+        counted, not estimated). A path's count is the sum of its parts, so each part (stem, block
+        at its layer, head of a given width) is counted once with the FLOP counter and cached by
+        everything that changes its count; ``count_macs`` counts a whole forward pass instead."""
+        self.space.check(path)
+        total = self._part_macs(("stem", image_size), lambda: (self._stem_forward, self.space_input(image_size)))
+        res = self.layer_resolutions(image_size)
+        for i, n in enumerate(self.space.names(path)):
+            if n != ZERO:
+                block, c_in = self.layers[i][n], self.space.layers[i].in_channels
+                total += self._part_macs(("block", i, n, res[i]), lambda b=block, c=c_in, h=res[i]: (
+                    lambda x: b(x, _any_domain(b)), torch.zeros(1, c, h, h)))
+        width = self.space.widths[-1]
+        head = self.heads[str(domain)]
+        total += self._part_macs(("head", width, head.out_features), lambda: (head, torch.zeros(1, width)))
+        return total
+
+    def space_input(self, image_size: int) -> Tensor:
+        return torch.zeros(1, 3, image_size, image_size)
+
+    def _stem_forward(self, x: Tensor) -> Tensor:
+        return F.relu6(self.stem_bn(self.stem((x - 0.5) / 0.25), _any_domain(self)))
+
+    def layer_resolutions(self, image_size: int) -> list[int]:
+        """Input height/width of every searchable layer (the same for every choice: odd kernels, 'same' padding)."""
+        h = (image_size - 1) // self.space.stem_stride + 1
+        out = []
+        for layer in self.space.layers:
+            out.append(h)
+            h = (h - 1) // layer.stride + 1
+        return out
+
+    def _part_macs(self, key: tuple, make: Callable[[], tuple[Callable, Tensor]]) -> int:
         if key not in self._macs:
+            fn, x = make()
             was = self.training
             self.eval()
-            x = torch.zeros(1, 3, image_size, image_size, device=self.stem.weight.device)
+            device = next(self.parameters()).device
             with torch.no_grad(), FlopCounterMode(display=False) as fc:
-                self(x, key, domain)
+                fn(x.to(device))
             self.train(was)
             self._macs[key] = fc.get_total_flops() // 2
         return self._macs[key]
 
-    def path_params(self, path: Sequence[int]) -> int:
-        """Conv weights of the blocks on ``path`` (the parameter-cost option of the reward)."""
+    def path_params(self, path: Sequence[int], domain: int = 0) -> int:
+        """Conv weights of the blocks on ``path`` (the parameter-cost option of the reward; ``domain`` unused)."""
         return sum(m.weight.numel() for i, n in self.space.blocks_of(path)
                    for m in self.layers[i][n].modules() if isinstance(m, nn.Conv2d))
+
+
+def _any_domain(module: nn.Module) -> int:
+    """A domain whose BatchNorm ``module`` holds (MACs do not depend on which)."""
+    for m in module.modules():
+        if isinstance(m, DomainBN):
+            return 0 if not m.per_domain else int(next(iter(m.bns)))
+    return 0
+
+
+def count_macs(net: nn.Module, path: Sequence[int], domain: int, image_size: int = 32) -> int:
+    """Multiply-accumulates of one image through ``net(x, path, domain)`` (FLOP counter / 2)."""
+    was = net.training
+    net.eval()
+    device = next(net.parameters()).device
+    x = torch.zeros(1, 3, image_size, image_size, device=device)
+    with torch.no_grad(), FlopCounterMode(display=False) as fc:
+        net(x, path, domain)
+    net.train(was)
+    return fc.get_total_flops() // 2
+
+
+class SharedBackboneNet(nn.Module):
+    """The single-path multi-head baseline: one backbone shared by every domain, a head per domain.
+
+    ``forward(x, path, domain)`` ignores ``path`` (there is one). The paper starts it from a
+    pretrained network; here ``backbone`` comes with the shipped synth-source weights or
+    random ones (see ``experiment``). Its BatchNorm layers are shared by all domains: one
+    shared network is what this baseline is.
+    """
+
+    def __init__(self, backbone: nn.Module, out_dim: int, num_classes: Sequence[int]):
+        super().__init__()
+        self.backbone = backbone
+        self.num_classes = list(num_classes)
+        self.heads = nn.ModuleDict({str(d): nn.Linear(out_dim, k) for d, k in enumerate(num_classes)})
+
+    def forward(self, x: Tensor, path: Sequence[int], domain: int) -> Tensor:
+        return self.heads[str(domain)](torch.flatten(self.backbone(x), 1))
+
+    def path_macs(self, path: Sequence[int], domain: int = 0, image_size: int = 32) -> int:
+        return count_macs(self, path, domain, image_size)

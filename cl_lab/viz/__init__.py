@@ -7,8 +7,10 @@ from .figures import (
     jaccard_heatmap,
     mdl_comparison,
     path_similarity,
+    search_entropy,
     task_accuracy_over_time,
 )
 
 __all__ = ["accuracy_heatmap", "chosen_paths", "cost_vs_accuracy", "jaccard_heatmap", "mdl_comparison", "path_similarity",
+           "search_entropy",
            "task_accuracy_over_time"]

@@ -155,7 +155,9 @@ def matrix_dashboard(root: str | Path) -> Dashboard:
 
 
 def path_dashboard(run_dir: str | Path) -> Dashboard:
-    """MPNAS path similarity heatmap (domain selector) and the chosen-paths diagram (setup selector)."""
+    """MPNAS path similarity heatmap (domain selector), the chosen-paths diagram and the
+    controllers' entropy over the search (setup selector); a setup whose search did not
+    converge says so in its titles."""
     from ..results import load_mdl
 
     _, go = _widgets()
@@ -165,9 +167,21 @@ def path_dashboard(run_dir: str | Path) -> Dashboard:
     setup = _select(setups, value="mpnas" if "mpnas" in setups else None, description="setup")
     domain = _select([("(none)", None), *[(d, d) for d in r["config"]["domain_names"]]], description="domain")
 
+    threshold = float(r["config"].get("convergence_threshold", 0.3))
+    history = r["history"]
+
     def render():
         sim = figures.path_similarity(blocks, setup.value)
-        return [figures.jaccard_heatmap(sim, domain.value, title=f"path similarity ({setup.value})"),
-                figures.chosen_paths(blocks, setup.value)]
+        failed = [w for w in r["not_converged"] if w.split("/", 1)[0] == setup.value]
+        note = f" - NOT CONVERGED: {', '.join(w.split('/', 1)[1] for w in failed)}" if failed else ""
+        out = [figures.jaccard_heatmap(sim, domain.value, title=f"path similarity ({setup.value}){note}"),
+               figures.chosen_paths(blocks, setup.value)]
+        if len(history) and setup.value in set(history.setup):
+            out.append(figures.search_entropy(history, setup.value, threshold))
+        else:
+            out.append(go.Figure(layout={"title": f"no search history for {setup.value}"}))
+        if note:
+            out[1].update_layout(title=f"chosen paths ({setup.value}){note}")
+        return out
 
-    return Dashboard({"setup": setup, "domain": domain}, [go.FigureWidget(), go.FigureWidget()], render)
+    return Dashboard({"setup": setup, "domain": domain}, [go.FigureWidget() for _ in range(3)], render)

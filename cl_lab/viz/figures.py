@@ -132,6 +132,27 @@ def chosen_paths(blocks, setup: str = "mpnas", domains: Sequence[str] | None = N
     return fig
 
 
+def search_entropy(history, setup: str = "mpnas", threshold: float = 0.3):
+    """Controller entropy over search steps, a line per domain (per controller), as a fraction of
+    its starting (uniform) entropy; the dashed line is the convergence threshold. A search
+    whose line ends above it has not converged: its path is close to a random draw."""
+    go = _go()
+    df = history[history.setup == setup] if len(history) else history
+    if df.empty:
+        allowed = sorted(history.setup.unique()) if len(history) else []
+        raise ValueError(f"no search history for setup {setup!r}; allowed: {allowed}")
+    fig = go.Figure()
+    for dom, g in df.groupby("domain", sort=False):
+        start = float(g.entropy_start.iloc[0])
+        fig.add_trace(go.Scatter(x=g.step, y=g.entropy / start, mode="lines", name=str(dom),
+                                 hovertemplate=f"{dom}<br>step %{{x}}<br>entropy %{{y:.0%}} of start<extra></extra>"))
+    fig.add_hline(y=threshold, line={"dash": "dash", "color": "grey"},
+                  annotation_text=f"converged below {threshold:.0%}", annotation_position="top right")
+    fig.update_layout(title=f"controller entropy during the search ({setup})", xaxis_title="search step",
+                      yaxis={"title": "entropy / starting entropy", "tickformat": ".0%", "range": [0, 1.05]})
+    return fig
+
+
 def mdl_comparison(summary):
     """Mean accuracy vs unique parameters per MDL setup (marker size: mean MACs per domain path)."""
     go = _go()
