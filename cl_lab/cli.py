@@ -157,6 +157,9 @@ def cmd_mdl(args: argparse.Namespace) -> int:
               f"draws): {', '.join(r['not_converged'])}")
     else:
         print(f"every search converged (final entropy at most {threshold:.0%} of its start)")
+    if r["chance_rewards"]:
+        print(f"CHANCE-LEVEL REWARD (the supernet never beat chance on these domains, so the cost term chose "
+              f"their paths): {', '.join(r['chance_rewards'])}")
     print(f"path similarity (Jaccard, {r['jaccard_setup']}):")
     print(r["jaccard"].to_string(float_format=lambda v: f"{v:.2f}"))
     print(f"-> {run_dir}")

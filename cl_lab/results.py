@@ -168,7 +168,8 @@ def load_costs(root: str | Path):
 def load_mdl(run_dir: str | Path) -> dict[str, Any]:
     """Read an MDL run directory back: config, results, summary, paths, blocks, Jaccard matrix,
     the search history (step, domain, entropy, reward, baseline, top probability per setup) and
-    ``not_converged``: every search whose final entropy stayed above the threshold."""
+    ``not_converged``: every search whose final entropy stayed above the threshold;
+    ``chance_rewards``: every search whose reward accuracy ended at chance level."""
     import pandas as pd
 
     p = Path(run_dir)
@@ -179,6 +180,7 @@ def load_mdl(run_dir: str | Path) -> dict[str, Any]:
     return {
         "history": history,
         "not_converged": info.get("not_converged", []),
+        "chance_rewards": info.get("chance_rewards", []),
         "jaccard_setup": info.get("jaccard_setup"),
         "config": json.loads((p / "config.json").read_text()),
         "results": pd.read_csv(p / "results.csv"),

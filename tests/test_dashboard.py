@@ -57,6 +57,17 @@ def test_cost_dashboard_filters_methods(runs):
     assert "nothing to show" in d.message.value
 
 
+def test_matrix_dashboard_opens_on_a_run_that_exists_and_offers_only_existing_seeds(tmp_path):
+    for method, seed in (("sgd", 0), ("clr", 1)):  # the first method (clr) has no seed 0
+        cl_lab.run(method, "synth-mini", epochs=1, seed=seed, n_tasks=2, out=str(tmp_path), progress=False)
+    d = matrix_dashboard(tmp_path)
+    assert d.message.value == "" and len(d.figures[0].data) == 1
+    assert d.controls["method"].value == "clr" and list(d.controls["seed"].options) == [1]
+    d.controls["method"].value = "sgd"
+    assert list(d.controls["seed"].options) == [0] and d.message.value == ""
+    assert "sgd" in d.figures[0].layout.title.text
+
+
 def test_matrix_dashboard_shows_the_selected_run(runs):
     d = matrix_dashboard(runs)
     fig = d.figures[0]

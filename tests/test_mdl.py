@@ -173,6 +173,14 @@ def test_search_is_reproducible_from_its_seed():
     assert set(a.convergence) == {d.name for d in domains}
 
 
+def test_reward_signal_tells_a_chance_level_supernet_from_one_that_learnt():
+    from cl_lab.mdl.search import reward_signal
+    at_chance = reward_signal([0.9] * 50 + [0.52] * 10, [0.5], [300])  # only the last tenth counts
+    assert at_chance["accuracy_end"] == pytest.approx(0.52) and not at_chance["accuracy_informative"]
+    assert reward_signal([0.2] * 60, [0.1], [300])["accuracy_informative"]  # 0.2 is 5.8 SE above 0.1
+    assert not reward_signal([], [0.1], [300])["accuracy_informative"]
+
+
 def test_cost_only_control_rewards_the_cost_term_alone():
     domains = load_domains(MDLConfig(**TINY))
     s = SearchSettings(steps=5, batch_size=16, warmup_fraction=0.2, reward="cost-only", cost_beta=-0.3)
@@ -229,6 +237,8 @@ def test_run_mdl_end_to_end_writes_results_and_skips_finished_setups(tmp_path, c
     # six search steps cannot converge: every search says so, none silently
     summary = json.loads((run / "summary.json").read_text())
     assert len(summary["not_converged"]) == 3 + 3 + 3 + 1
+    assert set(summary["chance_rewards"]) <= {f"{s}/{d}" for s in ("mpnas", "mpnas-uniform", "independent")
+                                              for d in ("shapes", "counting", "blood-cells")} | {"multi-head-nas/all"}
     assert s.converged.drop("single-path").eq(False).all() and pd.isna(s.loc["single-path", "converged"])
     # rerun: every setup is skipped; the files are rewritten identically
     before = (run / "summary.csv").read_text()

@@ -55,3 +55,21 @@ def test_cost_vs_accuracy_points_and_reference_line():
     pts = {t.name: (list(t.x), list(t.y)) for t in fig.data}
     assert pts == {"clr": ([0.5], [0.7]), "sgd": ([1.0], [0.4])}
     assert fig.layout.xaxis.type == "log" and fig.layout.shapes[0].x0 == 0.6
+
+
+def test_every_method_of_the_suite_gets_its_own_colour_and_configurations_their_own_dash():
+    from cl_lab.methods import method_names
+
+    rows = []
+    for m in method_names():
+        for label in (m, f"{m} (lr=0.1)"):
+            for i in range(2):
+                rows.append({"run": f"{label}-0", "method": m, "config": label, "stream": "s", "seed": 0,
+                             "after_task": i, "task": 0, "task_name": "t0", "accuracy": 0.5})
+    fig = viz.task_accuracy_over_time(pd.DataFrame(rows), task=0)
+    lines = {t.name: t.line for t in fig.data if t.mode == "lines+markers"}
+    assert len(method_names()) >= 14 and len(lines) == 2 * len(method_names())
+    colours = {lines[m].color for m in method_names()}
+    assert len(colours) == len(method_names()), "no two methods share a colour"
+    for m in method_names():  # the variant of a method: same colour, another dash
+        assert lines[f"{m} (lr=0.1)"].color == lines[m].color and lines[f"{m} (lr=0.1)"].dash != lines[m].dash

@@ -258,6 +258,13 @@ def summarise(setups: list[dict]) -> pd.DataFrame:
     return df
 
 
+def chance_rewards(setups: list[dict]) -> list[str]:
+    """'setup/controller' for every search whose reward accuracy ended at chance level (its path
+    was chosen by the cost term alone; see ``search.reward_signal``). Never the cost-only control."""
+    return [f"{s['setup']}/{who}" for s in setups if s["setup"] != "cost-only"
+            for who, c in s.get("convergence", {}).items() if c.get("accuracy_informative") is False]
+
+
 def not_converged(setups: list[dict]) -> list[str]:
     """'setup/controller' for every search whose final entropy is above the threshold of its start."""
     return [f"{s['setup']}/{who}" for s in setups for who, c in s.get("convergence", {}).items() if not c["converged"]]
@@ -330,6 +337,10 @@ def _run_setups(rd: RunDir, cfg: MDLConfig, space: SearchSpace, domains: list[Ta
             c = result["convergence"][who.split("/", 1)[1]]
             log(f"  NOT CONVERGED: {who} ends at {c['entropy_ratio']:.0%} of its starting entropy "
                 f"(threshold {cfg.convergence_threshold:.0%}); its path is close to a random draw")
+        for who in chance_rewards([result]):
+            c = result["convergence"][who.split("/", 1)[1]]
+            log(f"  CHANCE-LEVEL REWARD: {who} ends at accuracy {c['accuracy_end']:.3f} (chance {c['chance']:.3f}); "
+                "the supernet has not learnt it, so the cost term chose its path")
 
     if workers > 1 and len(todo) > 1:
         import concurrent.futures as cf
@@ -370,5 +381,6 @@ def _write_tables(rd: RunDir, space: SearchSpace, done: list[dict]) -> None:
     rd.write_text("jaccard.csv", jac.to_csv())
     rd.write_text("summary.json", json.dumps({
         "jaccard_setup": main["setup"] if main else None, "not_converged": not_converged(done),
+        "chance_rewards": chance_rewards(done),
         "convergence": {s["setup"]: s["convergence"] for s in done if s.get("convergence")},
         "setups": summary.to_dict(orient="records")}, indent=2))

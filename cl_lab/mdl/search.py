@@ -97,6 +97,21 @@ def _score(net: MultiPathNet, dom: Task, path: Sequence[int], d: int, chunk: int
     return correct / len(dom.val)
 
 
+def reward_signal(accuracies: Sequence[float], chance: Sequence[float], n_val: Sequence[int],
+                  tail: float = 0.1) -> dict:
+    """Did the accuracy term carry information? The mean reward accuracy over the last ``tail``
+    of the controller's updates against chance (1 / classes): within 3 standard errors of a
+    chance-level scorer on the validation split, the supernet has not learnt the domain and its
+    path was chosen by the cost term (and noise) alone."""
+    if not accuracies:
+        return {"accuracy_end": float("nan"), "chance": float("nan"), "accuracy_informative": False}
+    k = max(1, int(round(tail * len(accuracies))))
+    end = sum(accuracies[-k:]) / k
+    p = sum(chance) / len(chance)
+    se = math.sqrt(p * (1 - p) / min(n_val))
+    return {"accuracy_end": end, "chance": p, "accuracy_informative": end > p + 3 * se}
+
+
 def search(space: SearchSpace, domains: Sequence[Task], s: SearchSettings, seed: int,
            shared_controller: bool = False, progress: Callable[[int, int], None] | None = None) -> SearchResult:
     """Train the supernet's shared weights and the controllers; return each domain's most likely path.
@@ -157,8 +172,13 @@ def search(space: SearchSpace, domains: Sequence[Task], s: SearchSettings, seed:
     chosen = [c.most_likely() for c in controllers]
     paths_out = {d: chosen[0 if shared_controller else d] for d in range(n)}
     probs = {d: [p.tolist() for p in controllers[0 if shared_controller else d].probabilities()] for d in range(n)}
-    convergence = {names[c]: check_convergence(ctrl.max_entropy(), ctrl.entropy(), s.convergence_threshold)
-                   for c, ctrl in enumerate(controllers)}
+    convergence = {}
+    for c, ctrl in enumerate(controllers):
+        members = range(n) if shared_controller else [c]
+        convergence[names[c]] = {
+            **check_convergence(ctrl.max_entropy(), ctrl.entropy(), s.convergence_threshold),
+            **reward_signal([h["accuracy"] for h in history if h["domain"] == names[c]],
+                            [1 / domains[d].num_classes for d in members], [len(domains[d].val) for d in members])}
     return SearchResult(paths_out, probs, history, target, convergence)
 
 

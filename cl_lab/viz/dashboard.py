@@ -137,10 +137,28 @@ def matrix_dashboard(root: str | Path) -> Dashboard:
     metrics = load_metrics(root)
     if metrics.empty:
         raise FileNotFoundError(f"no runs with results under {str(root)!r}")
-    index = metrics[["run", "stream", "config", "seed"]].drop_duplicates()
-    stream = _select(sorted(index.stream.unique()), description="stream")
-    method = _select(sorted(index.config.unique()), description="method")
-    seed = _select(sorted(int(v) for v in index.seed.unique()), description="seed")
+    index = metrics[["run", "stream", "config", "seed"]].drop_duplicates().sort_values(["stream", "config", "seed"])
+    first = index.iloc[0]  # open on a run that exists; later selectors offer only what the earlier ones allow
+
+    def configs(st):
+        return sorted(index[index.stream == st].config.unique())
+
+    def seeds_of(st, cf):
+        return sorted(int(v) for v in index[(index.stream == st) & (index.config == cf)].seed.unique())
+
+    stream = _select(sorted(index.stream.unique()), value=first.stream, description="stream")
+    method = _select(configs(first.stream), value=first.config, description="method")
+    seed = _select(seeds_of(first.stream, first.config), value=int(first.seed), description="seed")
+
+    def on_stream(change):
+        method.options = configs(change["new"])
+
+    def on_method(change):
+        if change["new"] is not None:
+            seed.options = seeds_of(stream.value, change["new"])
+
+    stream.observe(on_stream, names="value")
+    method.observe(on_method, names="value")
 
     def render():
         hit = index[(index.stream == stream.value) & (index.config == method.value) & (index.seed == seed.value)]

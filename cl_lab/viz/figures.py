@@ -33,6 +33,34 @@ def accuracy_heatmap(R: np.ndarray, task_names: Sequence[str], title: str = "acc
     return fig
 
 
+# 24 distinct colours (plotly's Dark24): every method of the suite gets its own; plotly's default
+# cycle has 10, so 14 methods would share colours
+PALETTE = ("#2E91E5", "#E15F99", "#1CA71C", "#FB0D0D", "#DA16FF", "#222A2A", "#B68100", "#750D86", "#EB663B",
+           "#511CFB", "#00A08B", "#FB00D1", "#FC0080", "#B2828D", "#6C7C32", "#778AAE", "#862A16", "#A777F1",
+           "#620042", "#1616A7", "#DA60CA", "#6C4516", "#0D2A63", "#AF0038")
+DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
+
+
+def line_styles(labels: Sequence[str]) -> dict[str, dict]:
+    """A colour per method (the label's first word) and, for several configurations of one method, a
+    dash per configuration: ``{label: {"color": ..., "dash": ...}}``, stable for a given set of labels."""
+    labels = sorted(set(labels))
+    methods = sorted({str(lb).split(" ", 1)[0] for lb in labels})
+    seen: dict[str, int] = {}
+    out = {}
+    for lb in labels:
+        m = str(lb).split(" ", 1)[0]
+        k = seen.get(m, 0)
+        seen[m] = k + 1
+        out[lb] = {"color": PALETTE[methods.index(m) % len(PALETTE)], "dash": DASHES[k % len(DASHES)]}
+    return out
+
+
+def _rgba(hex_colour: str, alpha: float) -> str:
+    r, g, b = (int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({r},{g},{b},{alpha})"
+
+
 def _line_key(df) -> str:
     """Lines are configurations (``results.load``'s ``config``: method plus differing settings), so
     runs that differ in more than their seed are never pooled; plain tables fall back to ``method``."""
@@ -49,16 +77,20 @@ def task_accuracy_over_time(acc, task: int = 0, methods: Sequence[str] | None = 
     if methods is not None:
         df = df[df.method.isin(list(methods))]
     fig = go.Figure()
-    for method, g in df.groupby(_line_key(df), sort=True):
+    key = _line_key(df)
+    styles = line_styles(df[key].unique()) if len(df) else {}
+    for method, g in df.groupby(key, sort=True):
+        style = styles[method]
         stats = g.groupby("after_task").accuracy.agg(["mean", "std", "count"]).reset_index()
         x = stats.after_task.to_numpy() + 1
         mean = stats["mean"].to_numpy()
         if (stats["count"] > 1).any():
             std = stats["std"].fillna(0).to_numpy()
             fig.add_trace(go.Scatter(x=np.concatenate([x, x[::-1]]), y=np.concatenate([mean + std, (mean - std)[::-1]]),
-                                     fill="toself", opacity=0.2, line={"width": 0}, showlegend=False,
-                                     hoverinfo="skip", name=f"{method} band"))
-        fig.add_trace(go.Scatter(x=x, y=mean, mode="lines+markers", name=method))
+                                     fill="toself", fillcolor=_rgba(style["color"], 0.15), line={"width": 0},
+                                     showlegend=False, hoverinfo="skip", name=f"{method} band"))
+        fig.add_trace(go.Scatter(x=x, y=mean, mode="lines+markers", name=method, line=style,
+                                 marker={"color": style["color"]}))
     name = df.task_name.iloc[0] if len(df) else f"task {task + 1}"
     fig.update_xaxes(dtick=1)  # whole tasks only
     fig.update_layout(title=f"accuracy on {name} as later tasks are learnt", xaxis_title="tasks trained",
@@ -74,9 +106,13 @@ def cost_vs_accuracy(costs, metrics, reference_pct: float | None = 0.6):
     final = metrics.sort_values("after_task").groupby("run").tail(1)[["run", "avg_accuracy"]]
     df = per_run.merge(final, on="run")
     fig = go.Figure()
+    styles = line_styles(df[key].unique()) if len(df) else {}
+    symbols = ("circle", "diamond", "square", "triangle-up", "x", "star")
     for method, g in df.groupby(key, sort=True):
+        dash = DASHES.index(styles[method]["dash"])
         fig.add_trace(go.Scatter(x=g.task_params_pct, y=g.avg_accuracy, mode="markers", name=method,
-                                 marker={"size": 12}, text=g.run,
+                                 marker={"size": 12, "color": styles[method]["color"],
+                                         "symbol": symbols[dash % len(symbols)]}, text=g.run,
                                  hovertemplate="%{text}<br>%{x:.3g}% per task<br>avg acc %{y:.3f}<extra></extra>"))
     if reference_pct is not None:
         # on a log axis plotly places a vline's own annotation at the raw value, far from the line:
