@@ -7,6 +7,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+import cl_lab
 from cl_lab.config import ConfigError
 from cl_lab.lab import NotebookParameterError, check_parameters, defaults
 from cl_lab.report import REPORT_SET, execute, load_grid, run_grid, write_plotly_js
@@ -219,3 +220,26 @@ def test_run_all_twice_in_one_kernel(tmp_path):
                     client.execute_cell(cell, i)
     validation = next(c for c in nb.cells if "check_parameters(globals()" in c.source)
     assert not any(o.get("output_type") == "error" for o in validation.outputs)
+
+
+def test_result_paths_are_anchored_at_the_project_root_wherever_the_kernel_starts(tmp_path, monkeypatch):
+    from cl_lab.lab.runs import find_mdl_run, find_results, project_root
+
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    (tmp_path / "notebooks").mkdir()
+    monkeypatch.chdir(tmp_path / "notebooks")  # where JupyterLab starts a notebook's kernel
+    assert project_root() == tmp_path.resolve()
+    ns = {"results_dir": "runs/notebooks", "mdl_dir": None}
+    P = check_parameters(ns, "06_dashboard")
+    assert ns["results_dir"] == P["results_dir"] == str(tmp_path.resolve() / "runs" / "notebooks")
+    # no runs anywhere: one clear error naming both places
+    with pytest.raises(FileNotFoundError, match="make run"):
+        find_results("runs/notebooks")
+    # only `make run` results: the dashboard falls back to them
+    batch = tmp_path / "reports" / "runs"
+    cl_lab.run("sgd", "synth-mini", epochs=1, n_tasks=1, out=str(batch), progress=False)
+    assert find_results("runs/notebooks") == str(batch.resolve())
+    # the notebooks' own runs win once there are some
+    cl_lab.run("sgd", "synth-mini", epochs=1, n_tasks=1, out=str(tmp_path / "runs" / "notebooks"), progress=False)
+    assert find_results("runs/notebooks") == str(tmp_path.resolve() / "runs" / "notebooks")
+    assert find_mdl_run(tmp_path) is None

@@ -203,8 +203,10 @@ class BaselinesParams:
 @dataclasses.dataclass
 class DashboardParams:
     REPORT: ClassVar[dict] = {}
-    results_dir: str = param("runs/notebooks", "a directory holding run directories", role="runs_in")
-    mdl_dir: str | None = param(None, "an MDL run directory (None: skip the path dashboard)", role="from:04_mpnas")
+    results_dir: str = param("runs/notebooks", "a directory holding run directories (relative: from the project "
+                                               "root; without runs there, the runs of `make run`)", role="runs_in")
+    mdl_dir: str | None = param(None, "an MDL run directory (None: the newest one under results_dir)",
+                                role="from:04_mpnas")
 
 
 def params_class(notebook: str) -> type:
@@ -237,6 +239,7 @@ def check(notebook: str, values: Mapping[str, Any]) -> Any:
 
 def check_parameters(namespace: Mapping[str, Any], notebook: str) -> dict[str, Any]:
     """Validate a notebook's declared parameters as they stand in ``namespace`` (its ``globals()``).
+    Result-directory parameters are made absolute in ``namespace`` (``runs.resolve_dir``).
 
     Only the declared names are read, so rerunning a notebook in the same kernel (where later
     cells have defined other names) checks the same thing as a fresh run. Names a batch run
@@ -249,7 +252,18 @@ def check_parameters(namespace: Mapping[str, Any], notebook: str) -> dict[str, A
         raise NotebookParameterError(f"{notebook}: parameter(s) {missing} missing; declare them in the parameters cell")
     values = {n: namespace[n] for n in names}
     values.update({n: namespace.get(n) for n in injected_names(namespace) if n not in values})
-    return dataclasses.asdict(check(notebook, values))
+    checked = dataclasses.asdict(check(notebook, values))
+    # result directories: a relative path is anchored at the project root, not at wherever the kernel
+    # started, so notebooks opened from notebooks/ and batch runs agree on where runs are
+    from .runs import resolve_dir
+
+    for name, role in roles(notebook).items():
+        value = checked.get(name)
+        if isinstance(value, str) and (role in ("runs_out", "runs_in") or role.startswith("from:")):
+            checked[name] = resolve_dir(value)
+            if isinstance(namespace, dict):
+                namespace[name] = checked[name]
+    return checked
 
 
 def injected_names(namespace: Mapping[str, Any]) -> list[str]:

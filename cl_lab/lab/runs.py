@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Mapping
 
 RUN_MIME = "application/x-cl-lab-run+json"
@@ -61,3 +62,46 @@ def recorded_runs(notebook_file: Any) -> list[str]:
     nb = nbformat.read(str(notebook_file), as_version=4)
     return [o["data"][RUN_MIME]["run_dir"] for c in nb.cells if c.cell_type == "code"
             for o in c.get("outputs", []) if RUN_MIME in o.get("data", {})]
+
+
+def project_root(start: Any = None) -> Path:
+    """The checkout the notebooks belong to: the nearest directory at or above ``start`` (default:
+    the kernel's working directory) that holds ``pyproject.toml`` and ``notebooks/``; ``start``
+    itself when there is none (notebooks copied elsewhere). JupyterLab starts a kernel in the
+    notebook's own folder, papermill where it is told: relative result paths are anchored here,
+    so every notebook reads and writes the same ``runs/`` wherever its kernel starts."""
+    here = Path(start if start is not None else Path.cwd()).resolve()
+    for d in (here, *here.parents):
+        if (d / "pyproject.toml").is_file() and (d / "notebooks").is_dir():
+            return d
+    return here
+
+
+def resolve_dir(path: Any, start: Any = None) -> str:
+    """``path`` as an absolute path; a relative one is taken from ``project_root(start)``."""
+    p = Path(path).expanduser()
+    return str(p if p.is_absolute() else project_root(start) / p)
+
+
+def _has_runs(root: Path) -> bool:
+    return root.is_dir() and any(root.rglob("accuracy.csv"))
+
+
+def find_results(results_dir: Any, start: Any = None) -> str:
+    """The results root a dashboard should read: ``results_dir`` (anchored at the project root) when
+    it holds runs, else the runs ``make run`` writes (``reports/runs``); a clear error when neither does."""
+    wanted = Path(resolve_dir(results_dir, start))
+    if _has_runs(wanted):
+        return str(wanted)
+    batch = project_root(start) / "reports" / "runs"
+    if batch != wanted and _has_runs(batch):
+        print(f"no runs under {wanted}; showing the runs `make run` wrote under {batch}")
+        return str(batch)
+    raise FileNotFoundError(f"no runs under {wanted} (nor under {batch}): run notebooks 00-05 first, or `make run`, "
+                            "or set results_dir to a directory that holds run directories")
+
+
+def find_mdl_run(root: Any) -> str | None:
+    """The most recent finished MDL run directory under ``root`` (None if there is none)."""
+    runs = [p.parent for p in Path(root).rglob("summary.json") if (p.parent / "setups").is_dir()]
+    return str(max(runs, key=lambda p: (p / "summary.json").stat().st_mtime)) if runs else None
