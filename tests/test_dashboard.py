@@ -1,5 +1,7 @@
 """Dashboard callbacks in pure Python: set a widget value, assert the figure data."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -62,6 +64,8 @@ def test_matrix_dashboard_opens_on_a_run_that_exists_and_offers_only_existing_se
         cl_lab.run(method, "synth-mini", epochs=1, seed=seed, n_tasks=2, out=str(tmp_path), progress=False)
     d = matrix_dashboard(tmp_path)
     assert d.message.value == "" and len(d.figures[0].data) == 1
+    # a widget's state travels as JSON: no NaN (the matrix's unevaluated cells are gaps)
+    json.dumps(d.figures[0].to_plotly_json(), allow_nan=False)
     assert d.controls["method"].value == "clr" and list(d.controls["seed"].options) == [1]
     d.controls["method"].value = "sgd"
     assert list(d.controls["seed"].options) == [0] and d.message.value == ""

@@ -25,7 +25,9 @@ def accuracy_heatmap(R: np.ndarray, task_names: Sequence[str], title: str = "acc
     R = np.asarray(R, dtype=float)
     names = list(task_names)
     text = [[("" if np.isnan(v) else f"{v:.2f}") for v in row] for row in R]
-    fig = go.Figure(go.Heatmap(z=R, x=names[: R.shape[1]], y=names[: R.shape[0]], zmin=0, zmax=1,
+    # cells not yet evaluated are gaps (None): NaN is not valid JSON, which a widget's messages must be
+    z = [[None if np.isnan(v) else float(v) for v in row] for row in R]
+    fig = go.Figure(go.Heatmap(z=z, x=names[: R.shape[1]], y=names[: R.shape[0]], zmin=0, zmax=1,
                                colorscale="Viridis", text=text, texttemplate="%{text}",
                                hovertemplate="after %{y}<br>on %{x}: %{z:.3f}<extra></extra>"))
     fig.update_layout(title=title, xaxis_title="evaluated task", yaxis_title="after training",
