@@ -97,11 +97,24 @@ def to_html(notebook_file: Path, html_file: Path) -> None:
     from nbconvert import HTMLExporter
 
     nb = nbformat.read(notebook_file, as_version=4)
+    # static reports show figures, not widgets: the saved widget state (each plotly FigureWidget
+    # carries its own 5 MB of JavaScript) and the widget manager it would fetch are left out
+    nb.metadata.pop("widgets", None)
     body, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)
     # the template loads require.js from a CDN; with it present plotly.js registers as an AMD
     # module instead of ``window.Plotly`` and the static figures would not draw when online
     body = re.sub(r'<script[^>]*require(\.min)?\.js[^>]*>\s*</script>', "", body)
+    body = offline(body)
     atomic_write_text(html_file, body)
+
+
+def offline(body: str) -> str:
+    """Drop what the page would fetch from the network: scripts with a remote ``src`` (MathJax,
+    the widget managers) and remote ES-module imports (mermaid). No report uses them: figures
+    are static plotly, loaded from ``plotly.min.js`` next to the page."""
+    body = re.sub(r'<script[^>]*\ssrc="https?://[^"]*"[^>]*>\s*</script>', "", body)
+    return re.sub(r'<script type="module">(?:(?!</script>).)*?https?://(?:(?!</script>).)*</script>', "", body,
+                  flags=re.S)
 
 
 KERNEL_START_ATTEMPTS = 3

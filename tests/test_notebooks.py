@@ -1,6 +1,7 @@
 """Every notebook executes under papermill with tiny parameters; bad parameters fail clearly; grids; a real browser."""
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -74,6 +75,41 @@ def test_notebook_executes_and_renders(name, executed):
     assert 'class="plotly-graph-div' in html, f"{name}: no figure in the report"
     assert 'src="plotly.min.js"' in html, f"{name}: figures must load plotly.js from next to the report"
     assert "require.min.js" not in html, "require.js would hide window.Plotly from the static figures"
+    # offline: nothing fetched from the network (MathJax, widget managers, ES modules)
+    assert not re.search(r"""(src=["']|import\(["'])https?://""", html), f"{name}: the page would fetch from the network"
+    assert "widgetRendererSrc" not in html
+    assert len(html.encode()) < 5_000_000, f"{name}: {len(html.encode()) / 1e6:.1f} MB"
+
+
+def test_the_static_dashboard_page_has_working_dropdowns_instead_of_widgets(executed):
+    out, _ = executed
+    html = (out / "06_dashboard.html").read_text()
+    assert html.count('class="plotly-graph-div') >= 5  # task accuracy, cost, matrix, paths: heatmap, paths, entropy
+    layouts = _plotly_layouts(html)
+    menus = [lay["updatemenus"][0]["buttons"] for lay in layouts if lay.get("updatemenus")]
+    assert menus, "the static dashboards offer their choices as plotly dropdowns"
+    # the task dashboard (first): one button per (stream, task) of synth-mini, each showing some traces
+    first = menus[0]
+    assert [b["label"] for b in first][:3] == ["synth-mini · task 1: shapes", "synth-mini · task 2: counting",
+                                              "synth-mini · task 3: blood-cells"]
+    assert all(b["method"] == "update" and sum(b["args"][0]["visible"]) >= 1 for b in first)
+    masks = [tuple(b["args"][0]["visible"]) for b in first]
+    assert len(set(masks)) == len(masks), "each choice shows its own traces"
+    assert all("task" in b["args"][1]["title"]["text"] for b in first)
+
+
+def _plotly_layouts(html: str) -> list[dict]:
+    """The layout argument of every ``Plotly.newPlot(id, data, layout, config)`` in a page."""
+    dec, out = json.JSONDecoder(), []
+    for m in re.finditer(r"Plotly\.newPlot\(\s*", html):
+        i = m.end()
+        _, i = dec.raw_decode(html, i)  # the div id
+        for _ in range(2):
+            while html[i] in ", \n\t":
+                i += 1
+            obj, i = dec.raw_decode(html, i)
+        out.append(obj)
+    return out
 
 
 def test_task_stream_notebook_writes_its_run_directory(executed):

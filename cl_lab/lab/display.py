@@ -29,12 +29,15 @@ def show(fig: Any) -> None:
 
 
 def show_dashboard(dashboard: Any) -> None:
-    """Display a dashboard's widgets; in batch reports also its current figures as static HTML."""
-    from IPython.display import display
+    """Display a dashboard's widgets; in batch reports, instead, its figures with a dropdown over
+    the dashboard's choices (``Dashboard.static_figures``): they work offline without a kernel,
+    and the page carries one plotly.js (next to the report), not one per widget."""
+    from IPython.display import Markdown, display
 
-    display(dashboard.widget)
-    if static():
-        import plotly.graph_objects as go
-
-        for f in dashboard.figures:
-            show(go.Figure(f))
+    if not static():
+        display(dashboard.widget)
+        return
+    display(Markdown("*Static report: the dropdown above each figure replaces the dashboard's controls; "
+                     "open the notebook in JupyterLab for the live widgets.*"))
+    for fig in dashboard.static_figures():
+        show(fig)

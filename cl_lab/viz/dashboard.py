@@ -26,12 +26,24 @@ def _widgets():
     return w, go
 
 
+Choice = tuple[str, dict[str, Any]]
+MAX_STATIC_CHOICES = 40
+
+
 class Dashboard:
-    def __init__(self, controls: dict[str, Any], figures_: list, render: Callable[[], list]):
+    """Controls, figures and a ``render`` drawing the figures from the controls' values.
+
+    ``choices`` lists (label, {control: value}) settings a static report offers in place of the
+    widgets (``static_figures``): widgets need a live kernel, a plotly dropdown does not.
+    """
+
+    def __init__(self, controls: dict[str, Any], figures_: list, render: Callable[[], list],
+                 choices: Callable[[], list[Choice]] | None = None):
         w, _ = _widgets()
         self.controls = controls
         self.figures = figures_
         self._render = render
+        self._choices = choices
         self.message = w.HTML()
         for c in controls.values():
             c.observe(lambda _change: self.update(), names="value")
@@ -52,10 +64,75 @@ class Dashboard:
                 target.add_traces(list(fig.data))
                 target.layout = fig.layout
 
+    def choices(self) -> list[Choice]:
+        if self._choices is not None:
+            return self._choices()[:MAX_STATIC_CHOICES]
+        name, first = next(iter(self.controls.items()))
+        return [(str(label), {name: value}) for label, value in _labelled(first.options)][:MAX_STATIC_CHOICES]
+
+    def static_figures(self) -> list:
+        """One plotly figure per figure slot holding every choice's traces, with a dropdown
+        (``updatemenus``) that shows one choice at a time: the dashboard without a kernel.
+        The controls are left as they were."""
+        _, go = _widgets()
+        saved = {k: c.value for k, c in self.controls.items()}
+        rendered: list[tuple[str, list]] = []
+        try:
+            for label, values in self.choices():
+                for k, v in values.items():
+                    self.controls[k].value = v
+                try:
+                    rendered.append((label, self._render()))
+                except (ValueError, KeyError):
+                    continue
+        finally:
+            for k, v in saved.items():
+                if k in self.controls:
+                    self.controls[k].value = v
+        if not rendered:
+            raise ValueError("no choice of this dashboard has anything to show")
+        out = []
+        for slot in range(len(rendered[0][1])):
+            figs = [(label, figs[slot]) for label, figs in rendered]
+            out.append(_with_dropdown(go, figs))
+        return out
+
     def _ipython_display_(self) -> None:  # pragma: no cover - exercised in notebooks
         from IPython.display import display
 
         display(self.widget)
+
+
+def _labelled(options) -> list[tuple[Any, Any]]:
+    return [o if isinstance(o, tuple) else (o, o) for o in options]
+
+
+LAYOUT_KEYS = ("title", "shapes", "annotations", "xaxis", "yaxis")
+
+
+def _with_dropdown(go, figs: list[tuple[str, Any]]):
+    """Every figure's traces in one figure, the first choice visible, and a dropdown switching
+    traces and the layout parts that differ between choices (title, axes, shapes, annotations)."""
+    combined = go.Figure(layout=figs[0][1].layout)
+    spans, start = [], 0
+    for k, (_, fig) in enumerate(figs):
+        for trace in fig.data:
+            trace = go.Figure(data=[trace]).data[0]
+            trace.visible = k == 0
+            combined.add_trace(trace)
+        spans.append((start, start + len(fig.data)))
+        start += len(fig.data)
+    buttons = []
+    for k, (label, fig) in enumerate(figs):
+        visible = [spans[k][0] <= i < spans[k][1] for i in range(start)]
+        layout = fig.layout.to_plotly_json()
+        relayout = {key: layout.get(key, {} if key in ("title", "xaxis", "yaxis") else []) for key in LAYOUT_KEYS}
+        buttons.append({"label": label, "method": "update", "args": [{"visible": visible}, relayout]})
+    if len(figs) > 1:
+        combined.update_layout(updatemenus=[{"buttons": buttons, "direction": "down", "x": 0, "xanchor": "left",
+                                             "y": 1.18, "yanchor": "top", "showactive": True}],
+                               margin={"t": 110})
+    return combined
 
 
 def _select(options, value=None, description="", multiple=False):
@@ -98,7 +175,12 @@ def task_accuracy_dashboard(root: str | Path) -> Dashboard:
         df = _filter(acc, stream.value, methods.value, seeds.value)
         return [figures.task_accuracy_over_time(df, task=task.value or 0)]
 
-    return Dashboard({"stream": stream, "task": task, "methods": methods, "seeds": seeds}, [go.FigureWidget()], render)
+    def choices():
+        return [(f"{st} · task {label}", {"stream": st, "task": t}) for st in streams
+                for label, t in _task_options(acc[acc.stream == st])]
+
+    return Dashboard({"stream": stream, "task": task, "methods": methods, "seeds": seeds}, [go.FigureWidget()], render,
+                     choices)
 
 
 def _task_options(df: pd.DataFrame) -> list[tuple[str, int]]:
@@ -169,7 +251,11 @@ def matrix_dashboard(root: str | Path) -> Dashboard:
         names = [t["name"] for t in cfg["stream"]["tasks"]]
         return [figures.accuracy_heatmap(accuracy_matrix(run_dir), names, title=f"{method.value} on {stream.value}")]
 
-    return Dashboard({"stream": stream, "method": method, "seed": seed}, [go.FigureWidget()], render)
+    def choices():
+        return [(f"{r.config} · {r.stream} · seed {int(r.seed)}",
+                 {"stream": r.stream, "method": r.config, "seed": int(r.seed)}) for r in index.itertuples()]
+
+    return Dashboard({"stream": stream, "method": method, "seed": seed}, [go.FigureWidget()], render, choices)
 
 
 def path_dashboard(run_dir: str | Path) -> Dashboard:
