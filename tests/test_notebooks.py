@@ -219,7 +219,7 @@ def _browser():
     return exe, ""
 
 
-def test_a_real_browser_renders_the_report_figures(executed):
+def test_a_real_browser_renders_every_report_offline_and_the_static_dropdowns_redraw(executed):
     exe, why = _browser()
     if exe is None:
         pytest.skip(why)
@@ -228,17 +228,35 @@ def test_a_real_browser_renders_the_report_figures(executed):
     out, _ = executed
     shots = ROOT / "tests" / "artifacts"
     shots.mkdir(exist_ok=True)
+    problems = []
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=exe, args=["--no-sandbox", "--disable-background-networking"])
-        page = browser.new_page()
-        page.goto((out / "00_quickstart.html").as_uri())
-        page.wait_for_function("document.querySelectorAll('div.plotly-graph-div .main-svg').length > 0", timeout=20000)
-        figures = page.locator("div.plotly-graph-div").count()
-        drawn = page.locator("div.plotly-graph-div .main-svg").count()
-        page.screenshot(path=str(shots / "00_quickstart.png"), full_page=True)
+        for name in [*TINY, "06_dashboard"]:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.on("request", lambda r, n=name: problems.append(f"{n}: request {r.url}")
+                    if not r.url.startswith(("file:", "data:", "blob:", "about:")) else None)
+            page.on("console", lambda m, n=name: problems.append(f"{n}: console {m.text}") if m.type == "error" else None)
+            page.goto((out / f"{name}.html").as_uri())
+            page.wait_for_function("document.querySelectorAll('div.plotly-graph-div .main-svg').length > 0",
+                                   timeout=20000)
+            figures = page.locator("div.plotly-graph-div").count()
+            drawn = page.locator("div.plotly-graph-div:has(.main-svg)").count()
+            assert figures >= 1 and drawn == figures, f"{name}: {drawn} of {figures} figures drawn"
+            if name == "00_quickstart":
+                assert figures == 2  # one accuracy heatmap per method
+                page.screenshot(path=str(shots / "00_quickstart.png"), full_page=True)
+            if name == "06_dashboard":  # pick another task in the first static dashboard: the figure redraws
+                title = "() => document.querySelectorAll('.plotly-graph-div')[0].layout.title.text"
+                before = page.evaluate(title)
+                page.locator(".plotly-graph-div").first.locator(".updatemenu-header-group").click()
+                page.locator(".updatemenu-dropdown-button", has_text="task 2: counting").first.click()
+                page.wait_for_timeout(500)
+                after = page.evaluate(title)
+                assert before != after and "counting" in after
+                page.locator(".plotly-graph-div").first.screenshot(path=str(shots / "06_static_dropdown.png"))
+            page.close()
         browser.close()
-    assert figures == 2  # one accuracy heatmap per method
-    assert drawn >= figures
+    assert not problems, problems
 
 
 def test_run_all_twice_in_one_kernel(tmp_path):
