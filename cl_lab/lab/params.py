@@ -69,8 +69,10 @@ SEED = param(0, "random seed (runs are reproducible from it)", ge=0, le=2**63 - 
 @notebook("00_quickstart")
 @dataclasses.dataclass
 class Quickstart:
-    REPORT: ClassVar[dict] = {"stream": "synth-mini", "methods": ["sgd", "clr"], "epochs": 2}
+    # five synth-10 tasks: large enough that SGD's forgetting and CLR's lack of it stand well above chance
+    REPORT: ClassVar[dict] = {"stream": "synth-10", "n_tasks": 5, "methods": ["sgd", "clr"], "epochs": 2}
     stream: str = param("synth-mini", "task stream: see `cl-lab streams`")
+    n_tasks: int | None = param(None, "first n tasks of the stream only (None: all)", ge=1)
     methods: list[str] | str = param(["sgd", "clr"], "methods to compare (a list, or 'all'): see `cl-lab methods`")
     epochs: int = param(1, "epochs per task", ge=1)
     seed: int = SEED
