@@ -188,8 +188,11 @@ class MultiPathNet(nn.Module):
     def block(self, layer: int, name: str) -> InvertedBottleneck:
         return self.layers[layer][name]
 
+    def _stem(self, x: Tensor, domain: int) -> Tensor:
+        return F.relu6(self.stem_bn(self.stem((x - 0.5) / 0.25), domain))
+
     def features(self, x: Tensor, path: Sequence[int], domain: int) -> Tensor:
-        h = F.relu6(self.stem_bn(self.stem((x - 0.5) / 0.25), domain))
+        h = self._stem(x, domain)
         for i, n in enumerate(self.space.names(path)):
             if n != ZERO:
                 h = self.layers[i][n](h, domain)
@@ -204,24 +207,17 @@ class MultiPathNet(nn.Module):
         counted, not estimated). A path's count is the sum of its parts, so each part (stem, block
         at its layer, head of a given width) is counted once with the FLOP counter and cached by
         everything that changes its count; ``count_macs`` counts a whole forward pass instead."""
-        self.space.check(path)
-        total = self._part_macs(("stem", image_size), lambda: (self._stem_forward, self.space_input(image_size)))
+        total = self._part_macs(("stem", image_size), lambda x: self._stem(x, _any_domain(self)),
+                                (3, image_size, image_size))
         res = self.layer_resolutions(image_size)
-        for i, n in enumerate(self.space.names(path)):
+        for i, n in enumerate(self.space.names(path)):  # names() checks the path
             if n != ZERO:
-                block, c_in = self.layers[i][n], self.space.layers[i].in_channels
-                total += self._part_macs(("block", i, n, res[i]), lambda b=block, c=c_in, h=res[i]: (
-                    lambda x: b(x, _any_domain(b)), torch.zeros(1, c, h, h)))
+                block = self.layers[i][n]
+                total += self._part_macs(("block", i, n, res[i]), lambda x, b=block: b(x, _any_domain(b)),
+                                         (self.space.layers[i].in_channels, res[i], res[i]))
         width = self.space.widths[-1]
         head = self.heads[str(domain)]
-        total += self._part_macs(("head", width, head.out_features), lambda: (head, torch.zeros(1, width)))
-        return total
-
-    def space_input(self, image_size: int) -> Tensor:
-        return torch.zeros(1, 3, image_size, image_size)
-
-    def _stem_forward(self, x: Tensor) -> Tensor:
-        return F.relu6(self.stem_bn(self.stem((x - 0.5) / 0.25), _any_domain(self)))
+        return total + self._part_macs(("head", width, head.out_features), head, (width,))
 
     def layer_resolutions(self, image_size: int) -> list[int]:
         """Input height/width of every searchable layer (the same for every choice: odd kernels, 'same' padding)."""
@@ -232,16 +228,9 @@ class MultiPathNet(nn.Module):
             h = (h - 1) // layer.stride + 1
         return out
 
-    def _part_macs(self, key: tuple, make: Callable[[], tuple[Callable, Tensor]]) -> int:
+    def _part_macs(self, key: tuple, fn: Callable[[Tensor], Tensor], shape: tuple[int, ...]) -> int:
         if key not in self._macs:
-            fn, x = make()
-            was = self.training
-            self.eval()
-            device = next(self.parameters()).device
-            with torch.no_grad(), FlopCounterMode(display=False) as fc:
-                fn(x.to(device))
-            self.train(was)
-            self._macs[key] = fc.get_total_flops() // 2
+            self._macs[key] = _counted(self, fn, shape)
         return self._macs[key]
 
     def path_params(self, path: Sequence[int], domain: int = 0) -> int:
@@ -258,16 +247,21 @@ def _any_domain(module: nn.Module) -> int:
     return 0
 
 
-def count_macs(net: nn.Module, path: Sequence[int], domain: int, image_size: int = 32) -> int:
-    """Multiply-accumulates of one image through ``net(x, path, domain)`` (FLOP counter / 2)."""
+def _counted(net: nn.Module, fn: Callable[[Tensor], Tensor], shape: tuple[int, ...]) -> int:
+    """Multiply-accumulates of ``fn`` on one zero input of ``shape`` (FLOP counter / 2), with
+    ``net`` in inference mode meanwhile (BN must not update its statistics)."""
     was = net.training
     net.eval()
-    device = next(net.parameters()).device
-    x = torch.zeros(1, 3, image_size, image_size, device=device)
+    x = torch.zeros(1, *shape, device=next(net.parameters()).device)
     with torch.no_grad(), FlopCounterMode(display=False) as fc:
-        net(x, path, domain)
+        fn(x)
     net.train(was)
     return fc.get_total_flops() // 2
+
+
+def count_macs(net: nn.Module, path: Sequence[int], domain: int, image_size: int = 32) -> int:
+    """Multiply-accumulates of one image through ``net(x, path, domain)`` (FLOP counter / 2)."""
+    return _counted(net, lambda x: net(x, path, domain), (3, image_size, image_size))
 
 
 class SharedBackboneNet(nn.Module):

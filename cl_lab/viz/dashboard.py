@@ -44,6 +44,7 @@ class Dashboard:
         self.figures = figures_
         self._render = render
         self._choices = choices
+        self._quiet = False
         self.message = w.HTML()
         for c in controls.values():
             c.observe(lambda _change: self.update(), names="value")
@@ -52,6 +53,8 @@ class Dashboard:
 
     def update(self) -> None:
         """Redraw every figure from the current control values."""
+        if self._quiet:  # static_figures is stepping through the choices: it renders them itself
+            return
         try:
             new = self._render()
             self.message.value = ""
@@ -77,6 +80,7 @@ class Dashboard:
         _, go = _widgets()
         saved = {k: c.value for k, c in self.controls.items()}
         rendered: list[tuple[str, list]] = []
+        self._quiet = True
         try:
             for label, values in self.choices():
                 for k, v in values.items():
@@ -87,15 +91,13 @@ class Dashboard:
                     continue
         finally:
             for k, v in saved.items():
-                if k in self.controls:
-                    self.controls[k].value = v
+                self.controls[k].value = v
+            self._quiet = False
+        self.update()
         if not rendered:
             raise ValueError("no choice of this dashboard has anything to show")
-        out = []
-        for slot in range(len(rendered[0][1])):
-            figs = [(label, figs[slot]) for label, figs in rendered]
-            out.append(_with_dropdown(go, figs))
-        return out
+        return [_with_dropdown(go, [(label, figs[slot]) for label, figs in rendered])
+                for slot in range(len(rendered[0][1]))]
 
     def _ipython_display_(self) -> None:  # pragma: no cover - exercised in notebooks
         from IPython.display import display
