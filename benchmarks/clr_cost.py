@@ -11,10 +11,12 @@ side in one process on the same data, normalised to SGD = 1, with stored bytes p
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import tempfile
 
 import pandas as pd
+import torch
 
 import cl_lab
 from cl_lab.data import TaskStream, load_stream
@@ -92,7 +94,10 @@ def main() -> None:
     print(f"\nPer-task storage of the per-task-module methods ({args.classes}-class head, a task after the first):")
     print(methods_table(args.classes).to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     print(f"\nTraining compute on {args.backbone}, synth-10 task 1, normalised to SGD = 1:")
-    print(compute_table(args.backbone, args.epochs, args.repeats).to_string(float_format=lambda v: f"{v:.3f}"))
+    compute = compute_table(args.backbone, args.epochs, args.repeats)
+    print(compute.to_string(float_format=lambda v: f"{v:.3f}"))
+    print(json.dumps({"clr_vs_sgd_throughput": round(float(compute.loc["clr", "throughput_vs_sgd"]), 3),
+                      "backbone": args.backbone, "threads": torch.get_num_threads()}))
 
 
 if __name__ == "__main__":

@@ -28,13 +28,14 @@ from cl_lab.train.runner import run  # noqa: E402
 EXTRA = {"sgd+per-task-bn": ("sgd", {"bn_stats": "per-task"}), "ewc+clip": ("ewc", {"max_grad_norm": 1.0})}
 
 
-def matrices() -> dict[str, list[list[str]]]:
+def matrices(memory_format: str = "auto") -> dict[str, list[list[str]]]:
     torch.set_num_threads(1)
     plan = {m: (m, {}) for m in method_names()} | EXTRA
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         for key, (method, kw) in plan.items():
-            res = run(method, "synth-mini", epochs=1, seed=0, out=tmp, run_name=key, progress=False, **kw)
+            res = run(method, "synth-mini", epochs=1, seed=0, out=tmp, run_name=key, progress=False,
+                      memory_format=memory_format, **kw)
             out[key] = [[float(v).hex() for v in row] for row in res.R]
             print(key, res.R[-1].round(4).tolist(), flush=True)
     return out
@@ -45,11 +46,14 @@ def main(argv: list[str] | None = None) -> int:
     g = ap.add_mutually_exclusive_group(required=True)
     g.add_argument("--save", help="write the matrices to this JSON file")
     g.add_argument("--compare", help="compare with the matrices in this JSON file")
+    ap.add_argument("--memory-format", default="auto", choices=["auto", "channels_last", "contiguous"],
+                    help="the runs' layout (results differ between layouts as between thread counts)")
     a = ap.parse_args(argv)
-    now = matrices()
+    now = matrices(a.memory_format)
     if a.save:
         with open(a.save, "w") as fh:
-            json.dump({"threads": torch.get_num_threads(), "torch": torch.__version__, "runs": now}, fh, indent=1)
+            json.dump({"threads": torch.get_num_threads(), "torch": torch.__version__,
+                       "memory_format": a.memory_format, "runs": now}, fh, indent=1)
         print(json.dumps({"runs": len(now), "saved": a.save}))
         return 0
     old = json.load(open(a.compare))["runs"]

@@ -1,15 +1,24 @@
-"""Runner overhead: SGD through ``cl_lab.run`` vs a bare PyTorch loop, side by side in one process.
+"""Runner speed: SGD through ``cl_lab.run`` vs bare PyTorch loops, side by side in one process.
 
 Same model (ResNet-8 + linear head, same init seed), same data, batch size and epochs;
-both train from the same float tensors. Prints images/second of each and the ratio
-runner / bare (target: >= 0.95). Repeats alternate the order to cancel drift.
+all train from the same float tensors. Three loops:
 
-    python benchmarks/loop_overhead.py [--epochs 2] [--repeats 3]
+- ``plain``: a bare loop in PyTorch's default (contiguous NCHW) layout;
+- ``bare channels-last``: the same loop with model and images channels-last;
+- ``runner``: ``cl_lab.run("sgd", ...)`` with its defaults (``memory_format="auto"``).
+
+The best bare loop is the faster of the two bare loops. Repeats rotate the order to cancel
+drift; medians are compared. The last line printed is JSON:
+``{"runner_vs_plain": x, "runner_vs_best_bare": y, ...}`` (targets on ResNet-8 with 2 threads:
+>= 1.8 and >= 0.95).
+
+    python benchmarks/loop_overhead.py [--backbone resnet8] [--epochs 2] [--repeats 3] [--batch-size 32]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import tempfile
 import time
@@ -23,13 +32,14 @@ from cl_lab.models import build_backbone
 from cl_lab.train.runner import seed_everything
 
 
-def bare_loop(task, epochs: int, batch_size: int, seed: int) -> float:
+def bare_loop(task, epochs: int, batch_size: int, seed: int, backbone_name: str = "resnet8",
+              memory_format: torch.memory_format = torch.contiguous_format) -> float:
     seed_everything(seed)
-    backbone = build_backbone("resnet8")
+    backbone = build_backbone(backbone_name).to(memory_format=memory_format)
     head = torch.nn.Linear(backbone.out_dim, task.num_classes)
     params = list(backbone.parameters()) + list(head.parameters())
     opt = torch.optim.SGD(params, lr=0.01, momentum=0.9)
-    x, y = task.train.float_images(), task.train.labels()
+    x, y = task.train.float_images().contiguous(memory_format=memory_format), task.train.labels()
     g = torch.Generator().manual_seed(seed)
     backbone.train()
     t0 = time.perf_counter()
@@ -47,32 +57,41 @@ def bare_loop(task, epochs: int, batch_size: int, seed: int) -> float:
     return epochs * len(y) / (time.perf_counter() - t0)
 
 
-def runner_loop(task, epochs: int, batch_size: int, seed: int) -> float:
+def runner_loop(task, epochs: int, batch_size: int, seed: int, backbone_name: str = "resnet8") -> float:
     with tempfile.TemporaryDirectory() as out:
-        r = cl_lab.run("sgd", TaskStream("bench", [task]), pretrained=None, epochs=epochs, batch_size=batch_size,
-                       seed=seed, out=out, progress=False, device="cpu")
+        r = cl_lab.run("sgd", TaskStream("bench", [task]), backbone=backbone_name, pretrained=None, epochs=epochs,
+                       batch_size=batch_size, seed=seed, out=out, progress=False, device="cpu")
         return float(r.costs["images_per_second"].iloc[0])
 
 
 def main() -> None:
     p = argparse.ArgumentParser()
+    p.add_argument("--backbone", default="resnet8")
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--repeats", type=int, default=3)
     args = p.parse_args()
     task = load_stream("synth-10")[0]
-    bare, runner = [], []
+    loops = {
+        "plain": lambda s: bare_loop(task, args.epochs, args.batch_size, s, args.backbone),
+        "bare channels-last": lambda s: bare_loop(task, args.epochs, args.batch_size, s, args.backbone,
+                                                  torch.channels_last),
+        "runner": lambda s: runner_loop(task, args.epochs, args.batch_size, s, args.backbone),
+    }
+    names = list(loops)
+    runs: dict[str, list[float]] = {k: [] for k in names}
     for i in range(args.repeats):
-        order = (bare_loop, runner_loop) if i % 2 == 0 else (runner_loop, bare_loop)
-        for fn in order:
-            ips = fn(task, args.epochs, args.batch_size, seed=i)
-            (bare if fn is bare_loop else runner).append(ips)
-    b, r = statistics.median(bare), statistics.median(runner)
-    print(f"task {task.name}: {len(task.train)} images x {args.epochs} epochs, batch {args.batch_size}, "
-          f"{torch.get_num_threads()} threads")
-    print(f"bare loop : {b:8.1f} images/s  (runs: {', '.join(f'{v:.0f}' for v in bare)})")
-    print(f"runner    : {r:8.1f} images/s  (runs: {', '.join(f'{v:.0f}' for v in runner)})")
-    print(f"ratio runner/bare = {r / b:.3f}  (target >= 0.95)")
+        for k in names[i % 3:] + names[: i % 3]:
+            runs[k].append(loops[k](i))
+    med = {k: statistics.median(v) for k, v in runs.items()}
+    print(f"{args.backbone} on task {task.name}: {len(task.train)} images x {args.epochs} epochs, "
+          f"batch {args.batch_size}, {torch.get_num_threads()} threads")
+    for k in names:
+        print(f"{k:20s}: {med[k]:8.1f} images/s  (runs: {', '.join(f'{v:.0f}' for v in runs[k])})")
+    best = max(med["plain"], med["bare channels-last"])
+    print(json.dumps({"runner_vs_plain": round(med["runner"] / med["plain"], 3),
+                      "runner_vs_best_bare": round(med["runner"] / best, 3), "backbone": args.backbone,
+                      "batch_size": args.batch_size, "threads": torch.get_num_threads()}))
 
 
 if __name__ == "__main__":

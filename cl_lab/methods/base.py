@@ -202,8 +202,9 @@ class Method(nn.Module):
         self._steps = self._clipped = 0
         self.optimizer = self.make_optimizer(self.trainable_parameters())
 
-    def observe(self, x: Tensor, y: Tensor, task_id: int) -> float:
-        """One optimisation step on a batch of the current task; returns the loss.
+    def observe(self, x: Tensor, y: Tensor, task_id: int) -> Tensor:
+        """One optimisation step on a batch of the current task; returns the detached loss
+        (a tensor, so the caller decides when to wait for the device).
 
         zero_grad, ``loss``, backward, optional gradient-norm clipping (``max_grad_norm``
         of ``OptimConfig``; clipped steps are counted and reported per task), step,
@@ -221,7 +222,7 @@ class Method(nn.Module):
         self._steps += 1
         self.optimizer.step()
         self.after_step()
-        return float(loss.detach())
+        return loss.detach()
 
     def task_loss(self, x: Tensor, y: Tensor, task_id: int) -> Tensor:
         """Cross-entropy of the current task's head."""

@@ -72,7 +72,8 @@ class ContextLayer(nn.Module):
         if task not in self._cache:
             w = self.layer.weight
             shape = (w.shape[0], w.shape[1]) if self.kind == "rotation" else (1, *w.shape[1:])
-            self._cache[task] = make_context(self.kind, shape, self.seed, task, self.index).to(w.device)
+            with torch.inference_mode(False):  # a context first built during evaluation must also serve training
+                self._cache[task] = make_context(self.kind, shape, self.seed, task, self.index).to(w.device)
         return self._cache[task]
 
     def effective_weight(self, task: int) -> Tensor:
