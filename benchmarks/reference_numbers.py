@@ -7,7 +7,10 @@ Every number the README states about method accuracy comes from this script:
 - ``baselines``: the first five synth-10 tasks for the shared-backbone baselines, each
   with the papers' shared BatchNorm statistics and with per-task statistics
   (``bn_stats="per-task"``), which separates weight drift from statistics drift;
-- ``tradeoff``: ResCL's fair comparison on shapes -> textures (``cl_lab.experiments.tradeoff``).
+- ``tradeoff``: ResCL's fair comparison on shapes -> textures (``cl_lab.experiments.tradeoff``);
+- ``backbone``: the methods that start from the shipped backbone, from the first shipped
+  checkpoint (``resnet8-synth-source``: 5 source domains) next to the default one (the
+  ``main`` runs), so the table shows what the source pretraining is worth to each method.
 
 Each configuration runs once per seed as an ordinary run directory under ``--out`` (a
 rerun skips what finished), in ``--workers`` processes of one thread each (results depend
@@ -54,6 +57,9 @@ BASELINES = [
     ("online EWC", "online-ewc", {}),
 ]
 BN_COMPARED = ("sgd", "ewc", "si", "lwf")
+OLD_BACKBONE = "resnet8-synth-source"
+BACKBONE_ROWS = [("SGD", "sgd"), ("SGD-LL", "sgd-ll"), ("CLR", "clr"), ("CCLL", "ccll"), ("EFTs", "efts"),
+                 ("ConFiT", "confit")]
 TRADEOFF_SWEEPS = None  # cl_lab.experiments.tradeoff.DEFAULT_SWEEPS
 # target-task accuracies at which the source accuracy is read: inside the range that every method's sweep
 # reaches at this budget (ResCL's and LwF's target accuracies stay near 0.25-0.31 after 2 epochs on textures)
@@ -79,6 +85,12 @@ def jobs(part: str, seeds: list[int]) -> list[dict]:
                     out.append({"table": "baselines", "label": label, "method": method, "seed": s, "bn_stats": bn,
                                 "kwargs": {**kw, "epochs": EPOCHS, "n_tasks": 5, "bn_stats": bn},
                                 "run_name": f"base_{_name(label)}_{bn}_s{s}"})
+    if part in ("backbone", "all"):
+        for label, method in BACKBONE_ROWS:
+            for s in seeds:
+                out.append({"table": "backbone", "label": label, "method": method, "seed": s,
+                            "kwargs": {"epochs": EPOCHS, "pretrained": OLD_BACKBONE},
+                            "run_name": f"backbone_v1_{method}_s{s}"})
     if part in ("tradeoff", "all"):
         for s in seeds:
             out.append({"table": "tradeoff", "label": "tradeoff", "method": "tradeoff", "seed": s, "kwargs": {},
@@ -146,6 +158,21 @@ def tables(results: list[dict], seeds: list[int]) -> dict[str, str]:
                 rows.append(f"| {label} | {bn} | {_ms(g.avg_accuracy)} | {_ms(g.bwt)} | {_ms(g.forgetting)} | "
                             f"{_ms(g.first_task_final)} | {g.extra_mb.mean():.2f} MB |")
         out["baselines"] = f"{note}:\n\n" + "\n".join(rows)
+    old = pd.DataFrame([r for r in results if r["table"] == "backbone"])
+    new = pd.DataFrame([r for r in results if r["table"] == "main" and "pretrained" not in r["kwargs"]])
+    if len(old) and len(new):
+        from cl_lab.models.weights import default_checkpoint
+
+        rows = [f"| synth-10, 10 tasks | {OLD_BACKBONE} (5 source domains) | {default_checkpoint('resnet8-w16')} "
+                "(18 source domains) | change | stored per task (% of backbone) |", "|---|---|---|---|---|"]
+        for label, method in BACKBONE_ROWS:
+            a, b = old[old.method == method], new[new.method == method]
+            if not len(a) or not len(b):
+                continue
+            pct = f"{b.task_pct_min.min():.2f}-{b.task_pct_max.max():.2f}%"
+            rows.append(f"| {label} | {_ms(a.avg_accuracy)} | {_ms(b.avg_accuracy)} | "
+                        f"{b.avg_accuracy.mean() - a.avg_accuracy.mean():+.3f} | {pct} |")
+        out["backbone"] = f"{note}; average accuracy after the last task:\n\n" + "\n".join(rows)
     tr = [r for r in results if r["table"] == "tradeoff"]
     if tr:
         from cl_lab import metrics as M
@@ -196,7 +223,7 @@ def write_readme(blocks: dict[str, str], path: Path) -> list[str]:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--part", choices=["main", "baselines", "tradeoff", "all"], default="all")
+    ap.add_argument("--part", choices=["main", "baselines", "tradeoff", "backbone", "all"], default="all")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", default=str(ROOT / "runs" / "reference"))

@@ -9,6 +9,7 @@ from cl_lab.config import ConfigError
 from cl_lab.methods import StreamInfo
 from cl_lab.methods.clr import CLR, CLRConfig, CLRConv, clr_parameter_table
 from cl_lab.models import build_backbone, load_weights
+from cl_lab.models.weights import default_checkpoint
 
 
 def _clr(stream, **cfg):
@@ -77,7 +78,7 @@ def test_state_round_trips_through_checkpoint(mini):
 
 def test_runner_clr_has_zero_forgetting_and_flat_first_task(tmp_path):
     r = cl_lab.run("clr", "synth-mini", out=str(tmp_path), epochs=2, progress=False)
-    assert r.config["pretrained"] == "shipped"
+    assert r.config["pretrained"] == default_checkpoint("resnet8-w16")  # 'auto' resolves to the checkpoint's name
     first = r.R[:, 0]
     assert (first == first[0]).all()
     assert r.summary()["forgetting"] == 0.0
@@ -113,7 +114,7 @@ def test_backbone_source_is_a_runner_setting(tmp_path):
     def backbone_after(pretrained, **kw):
         r = cl_lab.run("clr", "synth-mini", out=str(tmp_path), n_tasks=2, epochs=1, progress=False,
                        pretrained=pretrained, **kw)
-        assert r.config["pretrained"] == (pretrained if pretrained != "auto" else "shipped")
+        assert r.config["pretrained"] == (pretrained if pretrained != "auto" else default_checkpoint("resnet8-w16"))
         return read_checkpoint(r.run_dir / "checkpoint.pt")["state"]["module"][key]
 
     shipped, rand = backbone_after("auto"), backbone_after(None)

@@ -7,6 +7,7 @@ import pytest
 
 import cl_lab
 from cl_lab.mdl import run_mdl
+from cl_lab.models.weights import default_checkpoint
 from cl_lab.viz import chosen_paths, jaccard_heatmap, path_similarity
 from cl_lab.viz.dashboard import cost_dashboard, matrix_dashboard, path_dashboard, task_accuracy_dashboard
 
@@ -125,13 +126,14 @@ def test_configurations_are_lines_of_their_own_not_pooled_seeds(tmp_path):
                    pretrained=None, lr=lr)
     acc = cl_lab.results.load(tmp_path)
     labels = sorted(acc.config.unique())
-    assert labels == ["clr (pretrained=null)", "clr (pretrained=shipped)", "sgd (lr=0.01)", "sgd (lr=0.1)"]
+    shipped_label = f"clr (pretrained={default_checkpoint('resnet8-w16')})"
+    assert labels == sorted(["clr (pretrained=null)", shipped_label, "sgd (lr=0.01)", "sgd (lr=0.1)"])
     d = task_accuracy_dashboard(tmp_path)
     fig = d.figures[0]
     assert sorted(_lines(fig)) == labels
     bands = [t.name for t in fig.data if t.fill == "toself"]
-    assert sorted(bands) == ["clr (pretrained=null) band", "clr (pretrained=shipped) band"]  # two seeds each
+    assert sorted(bands) == sorted(["clr (pretrained=null) band", f"{shipped_label} band"])  # two seeds each
     # each CLR line is the mean over its own seeds only
-    shipped = acc[(acc.config == "clr (pretrained=shipped)") & (acc.task == 0)].groupby("after_task").accuracy.mean()
-    line = next(t for t in fig.data if t.name == "clr (pretrained=shipped)" and t.mode == "lines+markers")
+    shipped = acc[(acc.config == shipped_label) & (acc.task == 0)].groupby("after_task").accuracy.mean()
+    line = next(t for t in fig.data if t.name == shipped_label and t.mode == "lines+markers")
     np.testing.assert_allclose(line.y, shipped.to_numpy())

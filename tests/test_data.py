@@ -40,10 +40,32 @@ def test_synth10_spec():
         assert torch.bincount(t.test.y, minlength=t.num_classes).min() > 0
     names = {t.name for t in s}
     assert "digits" in names and "glyphs" in names
-    source = load_stream("synth-source")
-    assert names.isdisjoint({t.name for t in source})
+    assert names.isdisjoint(S.SYNTH_SOURCE)
     procedural = [d for d in synth.DOMAINS if d != "glyphs"]
     assert len(procedural) >= 10
+
+
+@pytest.mark.parametrize("name", S.SYNTH_SOURCE)
+def test_source_domains_render_their_label(name):
+    """Every pretraining domain draws well-formed images, deterministically, and what it draws
+    depends on the label: the same random stream with two different labels gives other images."""
+    dom = S.DOMAINS[name]
+    assert dom.num_classes >= 2
+    labels = np.repeat(np.arange(dom.num_classes), 3)
+    a = synth.render(dom, labels, synth.domain_rng(0, name, "t"))
+    assert a.shape == (len(labels), 3, 32, 32) and a.dtype == torch.uint8
+    assert torch.equal(a, synth.render(dom, labels, synth.domain_rng(0, name, "t")))
+    assert a.float().std() > 10  # not a blank image
+    for c in range(1, dom.num_classes):
+        zero = synth.render(dom, np.zeros(8, int), synth.domain_rng(1, name, "t"))
+        other = synth.render(dom, np.full(8, c), synth.domain_rng(1, name, "t"))
+        assert (zero.float() - other.float()).abs().mean() > 2, f"{name}: class {c} draws what class 0 draws"
+
+
+def test_synth_source_is_rich_and_disjoint_from_synth_10():
+    assert len(S.SYNTH_SOURCE) >= 15 and len(set(S.SYNTH_SOURCE)) == len(S.SYNTH_SOURCE)
+    assert set(S.SYNTH_SOURCE).isdisjoint(S.SYNTH_10)
+    assert {S.DOMAINS[n].objective for n in S.SYNTH_SOURCE} >= set(OBJECTIVES) - {"custom"}
 
 
 def test_cache_roundtrip_and_corrupt_cache_is_regenerated():

@@ -1,4 +1,5 @@
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -101,3 +102,43 @@ def test_shipped_checkpoint_loads_and_sha_is_checked(tmp_path, monkeypatch):
     monkeypatch.setattr(W, "MANIFEST", corrupt / "manifest.json")
     with pytest.raises(WeightsError, match="corrupt: SHA-256"):
         load_weights(build_backbone("resnet8"), name)
+
+
+def test_shipped_means_the_default_checkpoint_and_every_shipped_file_verifies():
+    entries = shipped_checkpoints()
+    defaults = [n for n, e in entries.items() if e.get("default") and e["arch"] == "resnet8-w16"]
+    assert len(defaults) == 1, f"exactly one default resnet8 checkpoint; manifest: {entries}"
+    a, b = build_backbone("resnet8"), build_backbone("resnet8")
+    load_weights(a, "shipped")
+    load_weights(b, defaults[0])
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    for name, e in entries.items():
+        assert W.shipped_path(name).stat().st_size < 5e6
+        assert e["reproduce"].startswith("python data_scripts/pretrain_backbone.py")
+        other = build_backbone("resnet8")
+        load_weights(other, name)  # SHA-256 verified, loaded with weights_only
+    assert len(entries[defaults[0]]["source_domains"]) >= 15
+
+
+def test_pretrain_script_writes_a_loadable_backbone(tmp_path):
+    """The script that rebuilds the shipped file runs on CPU (on a few images per domain) and
+    writes a body that the runner's loader accepts; the package's manifest is left alone."""
+    import importlib.util
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("pretrain_backbone", root / "data_scripts/pretrain_backbone.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    before = W.MANIFEST.read_text()
+    assert mod.main(["--limit", "48", "--epochs", "1", "--out", str(tmp_path)]) == 0
+    assert W.MANIFEST.read_text() == before
+    bb = build_backbone("resnet8")
+    untouched = bb.body.conv1.weight.clone()
+    load_weights(bb, tmp_path / "resnet8-synth-source-v2.pt")
+    assert not torch.equal(untouched, bb.body.conv1.weight)
+    x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).view(2, 3, 8, 8)
+    assert torch.equal(mod.translate(x, 0, torch.Generator()), x)
+    shifted = mod.translate(x, 2, torch.Generator().manual_seed(0))
+    padded = torch.nn.functional.pad(x, (2,) * 4, mode="reflect")
+    for i in range(2):  # each output is an 8x8 window of the padded image
+        assert any(torch.equal(shifted[i], padded[i, :, r: r + 8, c: c + 8]) for r in range(5) for c in range(5))

@@ -122,6 +122,7 @@ def test_bring_your_own_data_and_backbone(tmp_path):
     (dict(momentum=1.5), ConfigError, "momentum=1.5 is out of range"),
     (dict(batch_size=1), ConfigError, "batch_size=1 is out of range"),
     (dict(device="tpu"), ConfigError, "device='tpu' is not allowed"),
+    (dict(memory_format="nhwc"), ConfigError, "memory_format='nhwc' is not allowed"),
     (dict(n_tasks=9), ConfigError, "n_tasks=9 but stream 'synth-mini' has only 3 tasks"),
     (dict(pretrained="/no/such/file.pt"), ConfigError, "pretrained='/no/such/file.pt'"),
     (dict(stream=42), ConfigError, "stream must be a stream name or a TaskStream"),
@@ -185,9 +186,26 @@ def test_corrupt_and_mismatched_checkpoints(tmp_path, fast):
 
 
 def test_wrong_shipped_checkpoint_for_arch(tmp_path, fast):
-    with pytest.raises(WeightsError, match="no shipped checkpoint for backbone"):
-        cl_lab.run("sgd", "synth-mini", out=str(tmp_path), backbone="resnet14",
+    with pytest.raises(ConfigError, match="no checkpoint is shipped for backbone 'resnet14-w16'"):
+        cl_lab.run("sgd", "synth-mini", out=str(tmp_path / "runs"), backbone="resnet14",
                    **{**fast, "pretrained": "shipped"})
+    assert not (tmp_path / "runs").exists()
+    with pytest.raises(WeightsError, match="no shipped checkpoint for backbone"):
+        cl_lab.models.load_weights(cl_lab.models.build_backbone("resnet14"), "shipped")
+
+
+def test_memory_format_is_a_layout_not_a_result(tmp_path):
+    """Channels-last (the default) and contiguous runs train the same model: the per-task losses agree
+    to float precision; the layout and thread count are recorded; a rerun of either is bit-identical."""
+    kw = dict(n_tasks=2, epochs=1, seed=0, progress=False)
+    auto = cl_lab.run("sgd", "synth-mini", out=str(tmp_path / "a"), **kw)
+    again = cl_lab.run("sgd", "synth-mini", out=str(tmp_path / "b"), **kw)
+    plain = cl_lab.run("sgd", "synth-mini", out=str(tmp_path / "c"), memory_format="contiguous", **kw)
+    np.testing.assert_array_equal(auto.R, again.R)
+    assert auto.config["memory_format"] == "auto" and plain.config["memory_format"] == "contiguous"
+    assert auto.config["threads"] == torch.get_num_threads()
+    np.testing.assert_allclose(auto.costs.final_loss, plain.costs.final_loss, rtol=1e-3)
+    assert np.abs(auto.R - plain.R)[~np.isnan(auto.R)].max() <= 0.1
 
 
 def test_cli_run_and_error_exit(tmp_path):

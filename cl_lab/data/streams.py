@@ -109,7 +109,14 @@ SYNTH_10 = (
     "skin-lesions",
     "digits",
 )
-SYNTH_SOURCE = ("gratings", "bar-count", "layout", "curves", "symmetry")
+SYNTH_SOURCE = (
+    "gratings", "bar-count", "layout", "curves", "symmetry", "spiral-arms", "noise-spectrum", "sizes", "hues",
+    "lattices", "gradients", "junctions", "ring-count", "frequency", "relations", "blur", "wedges", "density",
+)
+"""The pretraining pool of the shipped backbone: 18 procedural domains (orientation, counting,
+position, curves, symmetry, spiral arms, spectral slope, size, hue, lattice type, shading
+direction, line junctions, ring count, spatial frequency, spatial relations, blur, wedge angle,
+dot density), none of them a synth-10 task."""
 SYNTH_MINI = (("shapes", 4), ("counting", 3), ("blood-cells", 2))
 
 
@@ -176,8 +183,13 @@ def _from_payload(payload: dict) -> TaskStream:
     return stream
 
 
+STREAM_REVISION = {"synth-source": 2}
+"""Per-stream content revisions on top of ``GENERATOR_VERSION`` (synth-source 2: 5 -> 18 domains)."""
+
+
 def cache_path(name: str, seed: int) -> Path:
-    return cache_dir() / "streams" / f"{name}-seed{seed}-v{GENERATOR_VERSION}.pt"
+    rev = f"r{STREAM_REVISION[name]}" if name in STREAM_REVISION else ""
+    return cache_dir() / "streams" / f"{name}-seed{seed}-v{GENERATOR_VERSION}{rev}.pt"
 
 
 def load_stream(name: str, seed: int = 0, *, cache: bool = True, root: str | Path | None = None,

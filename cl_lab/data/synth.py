@@ -506,6 +506,250 @@ def make_symmetry(labels: Array, rng: np.random.Generator) -> Array:
     return np.where((labels == 1)[:, None, None, None], sym, asym)
 
 
+# ---- source-only domains: what the shipped backbone is pretrained on (disjoint from synth-10) ----
+# Each varies scale, position, colour statistics and clutter so the label is the only stable cue.
+
+SPIRAL_ARMS = tuple(f"{k} arm{'s' if k > 1 else ''}" for k in range(1, 7))
+
+
+def make_spiral_arms(labels: Array, rng: np.random.Generator) -> Array:
+    n = len(labels)
+    u, v, r, phi = _polar(rng, n, 0.25)
+    arms = (labels + 1)[:, None, None]
+    twist = _u(rng, n, 2.0, 6.0) * np.where(rng.random(n) < 0.5, 1, -1)[:, None, None]
+    wave = np.cos(arms * phi + twist * r)
+    mask = (0.5 + 0.5 * wave) * _soft(r - _u(rng, n, 0.55, 0.95), 2.0)
+    return _blend(_background(rng, n, 0.4), mask, _colors(rng, n))
+
+
+NOISE_SLOPES = tuple(f"1/f^{a:g}" for a in (0.0, 0.75, 1.5, 2.25, 3.0))
+
+
+def make_noise_spectrum(labels: Array, rng: np.random.Generator) -> Array:
+    """Random-phase noise whose power falls as 1/f^alpha: the class is the spectral slope."""
+    n = len(labels)
+    f = np.fft.fftfreq(S)
+    fr = np.hypot(f[:, None], f[None, :])
+    fr[0, 0] = 1.0
+    alpha = np.array([0.0, 0.75, 1.5, 2.25, 3.0])[labels][:, None, None, None]
+    spec = (rng.normal(size=(n, 1, S, S)) + 1j * rng.normal(size=(n, 1, S, S))) / fr ** (alpha / 2)
+    g = np.real(np.fft.ifft2(spec))
+    g = (g - g.mean(axis=(2, 3), keepdims=True)) / (g.std(axis=(2, 3), keepdims=True) + 1e-8)
+    g = 0.5 + g * _u(rng, n, 0.12, 0.22)[:, None]
+    a, b = _colors(rng, n), _colors(rng, n)
+    return np.clip(a * g + b * (1 - g), 0, 1)
+
+
+SIZES = ("tiny", "small", "medium", "large", "huge")
+
+
+def make_sizes(labels: Array, rng: np.random.Generator) -> Array:
+    n = len(labels)
+    radius = np.array([0.1, 0.2, 0.32, 0.46, 0.62])[labels][:, None, None] * _u(rng, n, 0.9, 1.1)
+    cx, cy = (_u(rng, n, -1, 1) * np.maximum(0.0, 0.95 - radius)), (_u(rng, n, -1, 1) * np.maximum(0.0, 0.95 - radius))
+    img = _distractors(rng, _background(rng, n, 0.5), count=2, size=0.04)
+    m = _soft(np.hypot(X - cx, Y - cy) - radius)
+    return _blend(img, m, _contrasting(rng, img))
+
+
+HUES = ("red", "orange", "yellow", "green", "cyan", "blue", "purple", "magenta")
+
+
+def make_hues(labels: Array, rng: np.random.Generator) -> Array:
+    """A textured patch whose hue bin is the class, on a grey background of random brightness."""
+    n = len(labels)
+    hue = (labels / 8.0 + rng.uniform(-0.035, 0.035, n)) % 1.0
+    k = (np.array([5, 3, 1])[None, :] + hue[:, None] * 6) % 6
+    rgb = 1 - np.clip(np.minimum(k, 4 - k), 0, 1)  # HSV -> RGB at full saturation and value
+    sat, val = _u(rng, n, 0.55, 1.0)[:, None], _u(rng, n, 0.55, 1.0)[:, None]
+    color = val * (1 - sat * (1 - rgb[:, :, None, None]))
+    tex = 0.75 + 0.25 * _smooth_noise(rng, n, cells=5, channels=1)
+    grey = np.repeat(_u(rng, n, 0.2, 0.8)[:, None], 3, axis=1) + 0.1 * (_smooth_noise(rng, n, 4, 1) - 0.5)
+    u, v, r, phi = _polar(rng, n, 0.3)
+    lobes = rng.integers(2, 6, n)[:, None, None]
+    m = _soft(r - _u(rng, n, 0.35, 0.7) * (0.8 + 0.2 * np.cos(lobes * phi)))
+    return _blend(np.clip(grey, 0, 1), m, color * tex)
+
+
+LATTICES = ("square", "hexagonal", "rectangular", "oblique", "random", "rows")
+
+
+def make_lattices(labels: Array, rng: np.random.Generator) -> Array:
+    def draw(c: int, n: int) -> Array:
+        img = _background(rng, n, 0.3)
+        a = _u(rng, n, 0.22, 0.34)
+        th = _u(rng, n, 0, np.pi)
+        xr = X * np.cos(th) + Y * np.sin(th) + _u(rng, n, 0, 1)
+        yr = -X * np.sin(th) + Y * np.cos(th) + _u(rng, n, 0, 1)
+        kind = LATTICES[c]
+        if kind == "random":
+            d = np.full((n, S, S), 9.0)
+            for _ in range(14):
+                px, py = _u(rng, n, -1, 1), _u(rng, n, -1, 1)
+                d = np.minimum(d, np.hypot(X - px, Y - py))
+        elif kind == "rows":
+            d = np.abs(np.mod(yr, a) - a / 2)
+        else:
+            b = {"square": a, "hexagonal": a * np.sqrt(3) / 2, "rectangular": a * 1.7, "oblique": a * 1.1}[kind]
+            shift = {"square": 0.0, "hexagonal": 0.5, "rectangular": 0.0, "oblique": 0.3}[kind]
+            row = np.floor(yr / b)
+            du = np.mod(xr - row * shift * a, a) - a / 2
+            dv = np.mod(yr, b) - b / 2
+            d = np.hypot(du, dv)
+        return _blend(img, _soft(d - _u(rng, n, 0.04, 0.06)), _contrasting(rng, img))
+
+    return _per_class(labels, draw)
+
+
+DIRECTIONS = ("east", "north-east", "north", "north-west", "west", "south-west", "south", "south-east")
+
+
+def make_gradients(labels: Array, rng: np.random.Generator) -> Array:
+    """A shading ramp: the class is the direction the light increases towards."""
+    n = len(labels)
+    th = labels[:, None, None] * np.pi / 4 + _u(rng, n, -0.15, 0.15)
+    ramp = 0.5 + 0.5 * (X * np.cos(th) - Y * np.sin(th)) / np.sqrt(2)
+    ramp = ramp ** _u(rng, n, 0.6, 1.6)
+    dark = _colors(rng, n, 0.0, 0.4)
+    light = np.clip(dark + _u(rng, n, 0.45, 0.65)[:, None], 0, 1)
+    img = dark + (light - dark) * ramp[:, None]
+    return _distractors(rng, img + 0.15 * (_smooth_noise(rng, n, 5) - 0.5), count=3, size=0.06)
+
+
+JUNCTIONS = ("L", "T", "X", "Y", "arrow", "parallel")
+
+
+def make_junctions(labels: Array, rng: np.random.Generator) -> Array:
+    def seg(u: Array, v: Array, ang: Array, length: Array, start: float = 0.0) -> Array:
+        a = u * np.cos(ang) + v * np.sin(ang)
+        b = -u * np.sin(ang) + v * np.cos(ang)
+        along = np.clip(a, start * length, length)
+        return np.hypot(a - along, b)
+
+    def draw(c: int, n: int) -> Array:
+        u, v, r, phi = _polar(rng, n, 0.25)
+        L = _u(rng, n, 0.35, 0.6)
+        kind = JUNCTIONS[c]
+        z = np.zeros((n, 1, 1))
+        if kind == "L":
+            d = np.minimum(seg(u, v, z, L), seg(u, v, z + np.pi / 2, L))
+        elif kind == "T":
+            d = np.minimum(seg(u, v, z, L, -1), seg(u, v, z + np.pi / 2, L))
+        elif kind == "X":
+            d = np.minimum(seg(u, v, z + 0.6, L, -1), seg(u, v, z - 0.6, L, -1))
+        elif kind == "Y":
+            d = np.minimum(np.minimum(seg(u, v, z, L), seg(u, v, z + 2.1, L)), seg(u, v, z - 2.1, L))
+        elif kind == "arrow":
+            d = np.minimum(np.minimum(seg(u, v, z, L, -1), seg(u - L, v, z + 2.5, L * 0.5)),
+                           seg(u - L, v, z - 2.5, L * 0.5))
+        else:
+            d = np.minimum(seg(u, v - 0.15, z, L, -1), seg(u, v + 0.15, z, L, -1))
+        img = _background(rng, n, 0.5)
+        return _blend(img, _soft(d - _u(rng, n, 0.03, 0.06), 1.0), _contrasting(rng, img))
+
+    return _per_class(labels, draw)
+
+
+RING_COUNTS = tuple(str(k) for k in range(1, 6))
+
+
+def make_ring_count(labels: Array, rng: np.random.Generator) -> Array:
+    n = len(labels)
+    u, v, r, phi = _polar(rng, n, 0.3)
+    outer = _u(rng, n, 0.45, 0.8)
+    k = (labels + 1)[:, None, None]
+    step = outer / k
+    d = np.abs(np.mod(r + step / 2, step) - step / 2)
+    m = _soft(d - np.minimum(0.035, step * 0.2), 1.0) * (r < outer + 0.03) * (r > step * 0.5)
+    img = _background(rng, n, 0.5)
+    return _blend(img, m, _contrasting(rng, img))
+
+
+FREQUENCIES = tuple(f"{f} cycles" for f in (1, 2, 3, 5, 8))
+
+
+def make_frequency(labels: Array, rng: np.random.Generator) -> Array:
+    """A plaid of two sinusoids at one spatial frequency (any orientation): the class is the frequency."""
+    n = len(labels)
+    f = np.array([1, 2, 3, 5, 8])[labels][:, None, None] * _u(rng, n, 0.92, 1.08)
+    g = 0.0
+    for _ in range(2):
+        th = _u(rng, n, 0, np.pi)
+        g = g + np.sin(np.pi * f * (X * np.cos(th) + Y * np.sin(th)) + _u(rng, n, 0, 6))
+    g = 0.5 + 0.25 * g
+    return np.clip(_colors(rng, n) * g[:, None] + _colors(rng, n) * (1 - g[:, None]), 0, 1)
+
+
+RELATIONS = ("disc left of square", "disc right of square", "disc above square", "disc below square")
+
+
+def make_relations(labels: Array, rng: np.random.Generator) -> Array:
+    n = len(labels)
+    gap = _u(rng, n, 0.35, 0.7)
+    ox, oy = _u(rng, n, -0.25, 0.25), _u(rng, n, -0.25, 0.25)
+    dx = np.select([labels == 0, labels == 1], [-1.0, 1.0], 0.0)[:, None, None] * gap
+    dy = np.select([labels == 2, labels == 3], [-1.0, 1.0], 0.0)[:, None, None] * gap
+    jitter = _u(rng, n, -0.12, 0.12)
+    disc = (ox + dx / 2 + (dy != 0) * jitter, oy + dy / 2 + (dx != 0) * jitter)
+    sq = (ox - dx / 2, oy - dy / 2)
+    rd, rs = _u(rng, n, 0.1, 0.18), _u(rng, n, 0.1, 0.18)
+    img = _background(rng, n, 0.5)
+    img = _blend(img, _soft(np.hypot(X - disc[0], Y - disc[1]) - rd), _colors(rng, n))
+    return _blend(img, _soft(np.maximum(np.abs(X - sq[0]), np.abs(Y - sq[1])) - rs), _colors(rng, n))
+
+
+BLUR_LEVELS = ("sharp", "slight", "moderate", "strong", "heavy")
+
+
+def make_blur(labels: Array, rng: np.random.Generator) -> Array:
+    """Random blobs and edges seen through a Gaussian blur: the class is the blur width."""
+    n = len(labels)
+    img = _background(rng, n, 0.3)
+    for _ in range(5):
+        sd = np.maximum(np.abs(X - _u(rng, n, -0.8, 0.8)), np.abs(Y - _u(rng, n, -0.8, 0.8))) - _u(rng, n, 0.08, 0.3)
+        img = _blend(img, (sd < 0).astype(float), _colors(rng, n))
+    sigma = np.array([0.01, 0.6, 1.1, 1.7, 2.5])[labels]
+    t = torch.from_numpy(img.astype(np.float32))
+    out = torch.empty_like(t)
+    k = torch.arange(-7, 8, dtype=torch.float32)
+    for i in range(n):
+        w = torch.exp(-k ** 2 / (2 * float(sigma[i]) ** 2))
+        w = (w / w.sum()).view(1, 1, 1, -1).repeat(3, 1, 1, 1)
+        x = F.pad(t[i: i + 1], (7, 7, 7, 7), mode="reflect")
+        x = F.conv2d(x, w, groups=3)
+        out[i] = F.conv2d(x, w.transpose(2, 3), groups=3)[0]
+    return out.numpy().astype(np.float64)
+
+
+WEDGES = tuple(f"{a} deg" for a in (30, 75, 120, 180, 240, 300))
+
+
+def make_wedges(labels: Array, rng: np.random.Generator) -> Array:
+    n = len(labels)
+    u, v, r, phi = _polar(rng, n, 0.3)
+    half = np.deg2rad(np.array([30, 75, 120, 180, 240, 300]))[labels][:, None, None] / 2
+    inside = _soft(np.abs(phi) - half, 1.5) * _soft(r - _u(rng, n, 0.4, 0.7))
+    img = _background(rng, n, 0.5)
+    return _blend(img, inside, _contrasting(rng, img))
+
+
+DENSITIES = tuple(f"{k} dots" for k in (3, 8, 16, 32, 64))
+
+
+def make_density(labels: Array, rng: np.random.Generator) -> Array:
+    """Many small dots: the class is their number in decades (far beyond what counting asks)."""
+    def draw(c: int, n: int) -> Array:
+        img = _background(rng, n, 0.4)
+        color = _contrasting(rng, img)
+        m = np.zeros((n, S, S))
+        for _ in range((3, 8, 16, 32, 64)[c]):
+            px, py = _u(rng, n, -0.95, 0.95), _u(rng, n, -0.95, 0.95)
+            m = np.maximum(m, _soft(np.hypot(X - px, Y - py) - _u(rng, n, 0.03, 0.06), 0.8))
+        return _blend(img, m, color)
+
+    return _per_class(labels, draw)
+
+
 DOMAINS: dict[str, Domain] = {
     d.name: d
     for d in (
@@ -522,6 +766,19 @@ DOMAINS: dict[str, Domain] = {
         Domain("layout", "scene classification", LAYOUT, make_layout, 0.08),
         Domain("curves", "object recognition", CURVES, make_curves, 0.08),
         Domain("symmetry", "medical diagnosis", SYMMETRY, make_symmetry, 0.05),
+        Domain("spiral-arms", "object recognition", SPIRAL_ARMS, make_spiral_arms, 0.05),
+        Domain("noise-spectrum", "style classification", NOISE_SLOPES, make_noise_spectrum, 0.03),
+        Domain("sizes", "object recognition", SIZES, make_sizes, 0.05),
+        Domain("hues", "style classification", HUES, make_hues, 0.04),
+        Domain("lattices", "style classification", LATTICES, make_lattices, 0.05),
+        Domain("gradients", "scene classification", DIRECTIONS, make_gradients, 0.05),
+        Domain("junctions", "object recognition", JUNCTIONS, make_junctions, 0.06),
+        Domain("ring-count", "counting", RING_COUNTS, make_ring_count, 0.05),
+        Domain("frequency", "style classification", FREQUENCIES, make_frequency, 0.05),
+        Domain("relations", "scene classification", RELATIONS, make_relations, 0.05),
+        Domain("blur", "medical diagnosis", BLUR_LEVELS, make_blur, 0.02),
+        Domain("wedges", "object recognition", WEDGES, make_wedges, 0.05),
+        Domain("density", "counting", DENSITIES, make_density, 0.05),
     )
 }
 

@@ -39,7 +39,7 @@ from ..config import ConfigError, build, param
 from ..data import load_stream
 from ..data.task import Task
 from ..models.backbones import build_backbone, count_params
-from ..models.weights import load_weights
+from ..models.weights import default_checkpoint, load_weights, shipped_checkpoints
 from ..rundir import RunDir, check_out_dir, check_run_name, default_name
 from .controller import READINGS
 from .search import SearchSettings, TrainSettings, domain_task, evaluate, search, train_model
@@ -95,8 +95,8 @@ class MDLConfig:
     abdp_normalise: bool = param(False, "rescale ABDP weights to sum to the number of domains")
     train_epochs: int = param(5, "phase-2 epochs (over the largest domain)", ge=1)
     train_lr: float = param(0.05, "phase-2 SGD learning rate (cosine decay)", gt=0)
-    single_path_init: str = param("shipped", "single-path backbone start: 'shipped' (pretrained ResNet-8, as the "
-                                             "paper's pretrained backbone) or 'scratch'")
+    single_path_init: str = param("shipped", "single-path backbone start: 'shipped' (the default shipped ResNet-8, as "
+                                             "the paper's pretrained backbone), a shipped checkpoint's name or 'scratch'")
 
     def validate(self) -> None:
         for key in ("widths", "kernels", "expansions"):
@@ -107,9 +107,9 @@ class MDLConfig:
             raise ConfigError(f"mdl: cost_kind={self.cost_kind!r} is not allowed; choose one of ['macs', 'params']")
         if self.abdp_reading not in READINGS:
             raise ConfigError(f"mdl: abdp_reading={self.abdp_reading!r} is not allowed; choose one of {list(READINGS)}")
-        if self.single_path_init not in SINGLE_PATH_INITS:
+        if self.single_path_init not in (*SINGLE_PATH_INITS, *shipped_checkpoints()):
             raise ConfigError(f"mdl: single_path_init={self.single_path_init!r} is not allowed; choose one of "
-                              f"{list(SINGLE_PATH_INITS)}")
+                              f"{[*SINGLE_PATH_INITS, *shipped_checkpoints()]}")
         bad = [s for s in self.setup_list() if s not in SETUPS]
         if bad or not self.setup_list():
             raise ConfigError(f"mdl: unknown setups {bad}; allowed: {list(SETUPS)}")
@@ -162,10 +162,17 @@ def _model_row(net: nn.Module, paths: dict[int, tuple], accs: dict[int, float]) 
     return {d: {"accuracy": accs[d], "macs": net.path_macs(paths[d], d)} for d in paths}
 
 
+def _single_path_weights(cfg: MDLConfig) -> str | None:
+    """The shipped checkpoint the single-path backbone starts from (None: from scratch)."""
+    if cfg.single_path_init == "scratch":
+        return None
+    return default_checkpoint("resnet8-w16") if cfg.single_path_init == "shipped" else cfg.single_path_init
+
+
 def _single_path_net(cfg: MDLConfig, domains: list[Task]) -> SharedBackboneNet:
     backbone = build_backbone("resnet8")
-    if cfg.single_path_init == "shipped":
-        load_weights(backbone, "shipped")
+    if cfg.single_path_init != "scratch":
+        load_weights(backbone, _single_path_weights(cfg))
     return SharedBackboneNet(backbone, backbone.out_dim, [d.num_classes for d in domains])
 
 
@@ -287,7 +294,9 @@ def run_mdl(out: str | Path = "runs", run_name: str | None = None, progress: boo
     cfg = build(MDLConfig, values, where="mdl")
     domains = load_domains(cfg)
     space = cfg.space()
-    config = {"format": FORMAT, **dataclasses.asdict(cfg), "domain_names": [d.name for d in domains]}
+    config = {"format": FORMAT, **dataclasses.asdict(cfg), "domain_names": [d.name for d in domains],
+              # which shipped checkpoint 'shipped' meant: runs from two shipped backbones are two configurations
+              "single_path_weights": _single_path_weights(cfg)}
     if run_name is not None:
         check_run_name(run_name, "mdl")
     out = Path(out).expanduser()

@@ -41,6 +41,14 @@ def shipped_checkpoints() -> dict[str, dict[str, Any]]:
     return json.loads(MANIFEST.read_text())
 
 
+def default_checkpoint(arch: str) -> str | None:
+    """Name of the shipped checkpoint ``"shipped"`` means for ``arch``: the entry marked default,
+    else the first one for that architecture; None when none is shipped."""
+    entries = shipped_checkpoints()
+    matches = sorted((n for n, e in entries.items() if e["arch"] == arch), key=lambda n: not entries[n].get("default"))
+    return matches[0] if matches else None
+
+
 def shipped_path(name: str) -> Path:
     """Path of a shipped checkpoint after verifying its SHA-256 against the manifest."""
     entries = shipped_checkpoints()
@@ -85,13 +93,12 @@ def load_weights(backbone: Backbone, source: str | Path, *, kind: str = "auto") 
         raise ValueError(f"weights kind must be one of auto/torchvision/dino/swav/cl_lab; got {kind!r}")
     shipped = shipped_checkpoints()
     if source == "shipped":
-        matches = [n for n, e in shipped.items() if e["arch"] == backbone.arch]
-        if not matches:
+        source = default_checkpoint(backbone.arch)
+        if source is None:
             raise WeightsError(
                 f"no shipped checkpoint for backbone {backbone.arch!r}; shipped: "
                 f"{ {n: e['arch'] for n, e in shipped.items()} }"
             )
-        source = matches[0]
     if isinstance(source, str) and source in shipped:
         path = shipped_path(source)
     else:

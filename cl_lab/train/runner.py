@@ -23,7 +23,7 @@ from ..data.task import Task, TaskStream
 from ..methods import Method, StreamInfo, get_method
 from ..methods.base import TrainPlan, fit_on_task
 from ..models.backbones import BACKBONES, Backbone, build_backbone
-from ..models.weights import load_weights, shipped_checkpoints
+from ..models.weights import default_checkpoint, load_weights, shipped_checkpoints
 from ..rundir import MAX_SEED, RunDir, check_out_dir, check_run_name, default_name
 
 
@@ -37,9 +37,9 @@ class RunConfig:
 
     backbone: str = param("resnet8", f"backbone name ({', '.join(BACKBONES)}) or pass an nn.Module")
     pretrained: str | None = param(
-        "auto", "'auto' (shipped checkpoint when the method wants one and one exists), 'shipped', a weights file "
-        "path, 'first-task' (trained on the stream's first task, then frozen for frozen-backbone methods) or None "
-        "(random init)")
+        "auto", "'auto' (the default shipped checkpoint when the method wants one and one exists), 'shipped' (that "
+        "checkpoint), a shipped checkpoint's name, a weights file path, 'first-task' (trained on the stream's first "
+        "task, then frozen for frozen-backbone methods) or None (random init)")
     first_task_epochs: int = param(8, "epochs of whole-backbone training when pretrained='first-task'", ge=1)
     first_task_lr: float = param(0.05, "SGD learning rate of that training", gt=0)
     weights_kind: Literal["auto", "torchvision", "dino", "swav", "cl_lab"] = param("auto", "format of a weights file")
@@ -149,8 +149,8 @@ def _stream_record(stream: TaskStream) -> dict[str, Any]:
             "tasks": [t.describe() for t in stream.tasks]}
 
 
-COMPARED = ("method", "method_config", "backbone", "pretrained", "first_task_epochs", "first_task_lr", "epochs",
-            "batch_size", "seed", "stream", "bn_stats", "eval_split")
+COMPARED = ("method", "method_config", "backbone", "pretrained", "weights_sha256", "first_task_epochs", "first_task_lr",
+            "epochs", "batch_size", "seed", "stream", "bn_stats", "eval_split")
 """The settings a run directory is tied to: resuming with any of them changed is refused."""
 
 
@@ -245,12 +245,28 @@ def train_task(method: Method, task: Task, task_id: int, cfg: RunConfig, device:
 
 
 def _resolve_pretrained(cfg: RunConfig, method_cls: type[Method], backbone: Backbone) -> str | None:
-    if cfg.pretrained != "auto":
-        return cfg.pretrained
-    if not method_cls.pretrained_default:
+    """The weights a run starts from, by name: 'auto' and 'shipped' become the shipped checkpoint's
+    own name (so runs from two different shipped backbones are two configurations)."""
+    if cfg.pretrained == "auto" and not method_cls.pretrained_default:
         return None
-    has = any(e["arch"] == backbone.arch for e in shipped_checkpoints().values())
-    return "shipped" if has else None
+    if cfg.pretrained in ("auto", "shipped"):
+        name = default_checkpoint(backbone.arch)
+        if name is None and cfg.pretrained == "shipped":
+            raise ConfigError(f"run: pretrained='shipped' but no checkpoint is shipped for backbone {backbone.arch!r}; "
+                              f"shipped: {sorted(shipped_checkpoints())}")
+        return name
+    return cfg.pretrained
+
+
+def weights_digest(pretrained: str | None) -> str | None:
+    """SHA-256 of the weights file a run loads (shipped or the user's); None for none or 'first-task'."""
+    if pretrained in (None, "first-task"):
+        return None
+    if pretrained in shipped_checkpoints():
+        return shipped_checkpoints()[pretrained]["sha256"]
+    from .._io import sha256_file
+
+    return sha256_file(Path(pretrained).expanduser())
 
 
 def run(method: str = "sgd", stream: str | TaskStream = "synth-10", *, backbone: str | nn.Module = "resnet8",
@@ -308,6 +324,7 @@ def run(method: str = "sgd", stream: str | TaskStream = "synth-10", *, backbone:
         "method_config": dataclasses.asdict(mcfg),
         **{k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("run_name",)},
         "pretrained": pretrained,
+        "weights_sha256": weights_digest(pretrained),
         "stream": _stream_record(ts),
         "device": str(device),
         "threads": torch.get_num_threads(),
