@@ -7,12 +7,12 @@ OUT ?= runs
 EPOCHS ?= 4
 METHODS ?= sgd sgd-ll clr
 
-.PHONY: setup run train test lab lint clean-runs
+.PHONY: setup run train test lab labs lint clean-runs
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt -e ".[lab,dev,scale]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[lab,dev,scale,grading]"
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -34,5 +34,12 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check cl_lab tests benchmarks data_scripts
 
+## JupyterLab on the notebooks (as root it needs --allow-root, added when you are root)
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab
+	$(VENV)/bin/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root)
+
+LABS_OUT ?= build/labs
+
+## Course labs: student versions (solutions stripped) and autograder zips -> $(LABS_OUT)/<lab>/
+labs: $(STAMP)
+	$(PY) -m cl_lab.lab.labs --out $(LABS_OUT)

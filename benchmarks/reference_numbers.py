@@ -78,6 +78,12 @@ def jobs(part: str, seeds: list[int]) -> list[dict]:
             for s in seeds:
                 out.append({"table": "main", "label": label, "method": method, "seed": s,
                             "kwargs": {**kw, "epochs": EPOCHS}, "run_name": f"main_{_name(label)}_s{s}"})
+    if part in ("backbone", "all"):
+        for label, method in BACKBONE_ROWS:
+            for s in seeds:
+                out.append({"table": "backbone", "label": label, "method": method, "seed": s,
+                            "kwargs": {"epochs": EPOCHS, "pretrained": OLD_BACKBONE},
+                            "run_name": f"backbone_v1_{method}_s{s}"})
     if part in ("baselines", "all"):
         for label, method, kw in BASELINES:
             for bn in ("shared", "per-task") if method in BN_COMPARED else ("shared",):
@@ -85,12 +91,6 @@ def jobs(part: str, seeds: list[int]) -> list[dict]:
                     out.append({"table": "baselines", "label": label, "method": method, "seed": s, "bn_stats": bn,
                                 "kwargs": {**kw, "epochs": EPOCHS, "n_tasks": 5, "bn_stats": bn},
                                 "run_name": f"base_{_name(label)}_{bn}_s{s}"})
-    if part in ("backbone", "all"):
-        for label, method in BACKBONE_ROWS:
-            for s in seeds:
-                out.append({"table": "backbone", "label": label, "method": method, "seed": s,
-                            "kwargs": {"epochs": EPOCHS, "pretrained": OLD_BACKBONE},
-                            "run_name": f"backbone_v1_{method}_s{s}"})
     if part in ("tradeoff", "all"):
         for s in seeds:
             out.append({"table": "tradeoff", "label": "tradeoff", "method": "tradeoff", "seed": s, "kwargs": {},
