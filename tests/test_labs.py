@@ -80,3 +80,49 @@ def test_unknown_lab_is_refused_before_work(tmp_path):
     with pytest.raises(Exception, match="unknown lab"):
         labs.build(tmp_path, ["lab9"])
     assert not any(tmp_path.iterdir())
+
+
+def test_lab_page_before_and_after_an_answer(built):
+    """Screenshots (tests/artifacts/) of lab 1's first exercise as a student sees it in the browser:
+    untouched, the check fails with its message; answered, it passes."""
+    import shutil
+    from pathlib import Path
+
+    from nbconvert import HTMLExporter
+
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    pytest.importorskip("playwright")
+    if exe is None:
+        pytest.skip("no Chromium browser installed (Debian: apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    def answer(nb):
+        cell = next(c for c in nb.cells if c.source.strip() == "avg_final = ...")
+        cell.source = "avg_final = np.nanmean(R[-1])"
+
+    shots = Path(__file__).resolve().parent / "artifacts"
+    shots.mkdir(exist_ok=True)
+    student = built["lab1_forgetting"]["student"]
+    pages = {}
+    for label, edit in (("before", None), ("after", answer)):
+        nb = execute(student, edit)
+        assert ("All test cases passed" in check_outputs(nb)["q1"]) == (label == "after")
+        html, _ = HTMLExporter().from_notebook_node(nb)
+        pages[label] = student.parent / f"lab1_{label}.html"
+        pages[label].write_text(html)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=exe, args=["--no-sandbox"])
+        for label, path in pages.items():
+            page = browser.new_page(viewport={"width": 1100, "height": 900})
+            page.goto(path.as_uri())
+            q1 = page.locator(".jp-Cell", has_text="Question 1")
+            check = page.locator(".jp-Cell", has_text='grader.check("q1")')
+            q1.first.scroll_into_view_if_needed()
+            box_a, box_b = q1.first.bounding_box(), check.first.bounding_box()
+            page.screenshot(path=str(shots / f"lab1_q1_{label}.png"), full_page=True,
+                            clip={"x": 0, "y": box_a["y"], "width": 1100,
+                                  "height": box_b["y"] + box_b["height"] - box_a["y"]})
+            text = check.first.inner_text()
+            assert ("passed" in text) == (label == "after") and ("failed" in text) == (label == "before"), text
+            page.close()
+        browser.close()

@@ -3,6 +3,8 @@
 import json
 import re
 import shutil
+import subprocess
+import time
 from pathlib import Path
 
 import nbformat
@@ -297,3 +299,122 @@ def test_result_paths_are_anchored_at_the_project_root_wherever_the_kernel_start
     cl_lab.run("sgd", "synth-mini", epochs=1, n_tasks=1, out=str(tmp_path / "runs" / "notebooks"), progress=False)
     assert find_results("runs/notebooks") == str(tmp_path.resolve() / "runs" / "notebooks")
     assert find_mdl_run(tmp_path) is None
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+LAB_JS = """async ({op, count}) => {
+  const app = window.jupyterapp;
+  const panel = app.shell.currentWidget;
+  if (op === 'ready') { await panel.context.ready; await panel.sessionContext.ready; return true; }
+  if (op === 'run') { await app.commands.execute('notebook:run-all-cells'); return true; }
+  const cells = panel.content.widgets.filter(c => c.model.type === 'code');
+  const counts = cells.map(c => c.model.executionCount);
+  const status = panel.sessionContext.session && panel.sessionContext.session.kernel
+      ? panel.sessionContext.session.kernel.status : 'none';
+  const errors = [];
+  for (const c of cells) {
+    for (const o of c.model.outputs.toJSON()) {
+      if (o.output_type === 'error') errors.push(o.ename + ': ' + o.evalue);
+    }
+  }
+  return {counts, status, errors};
+}"""
+
+
+def test_live_jupyterlab_as_make_lab_starts_it_runs_06_twice_and_a_control_redraws(tmp_path):
+    """`make lab`'s command line (with --allow-root when run as root) serves JupyterLab on the loopback;
+    notebook 06 runs top to bottom twice in one kernel with no error, and picking another task in the
+    first dashboard's dropdown redraws its live figure."""
+    import os
+    import secrets
+    import shlex
+    import urllib.request
+
+    exe, why = _browser()
+    if exe is None:
+        pytest.skip(why)
+    from playwright.sync_api import sync_playwright
+
+    proj = tmp_path / "proj"
+    (proj / "notebooks").mkdir(parents=True)
+    (proj / "pyproject.toml").write_text("[project]\nname = 'labtest'\n")
+    shutil.copy(ROOT / "notebooks" / "06_dashboard.ipynb", proj / "notebooks")
+    for method in ("sgd", "clr"):
+        cl_lab.run(method, "synth-mini", n_tasks=2, epochs=1, out=str(proj / "runs" / "notebooks"), progress=False)
+    line = subprocess.run(["make", "-s", "-n", "lab"], cwd=ROOT, capture_output=True, text=True).stdout
+    cmd = shlex.split(next(ln for ln in line.splitlines() if "jupyter lab" in ln))
+    if os.geteuid() == 0:
+        assert "--allow-root" in cmd, "make lab must pass --allow-root when run as root"
+    cmd[0] = str(ROOT / cmd[0]) if not os.path.isabs(cmd[0]) else cmd[0]
+    port, token = _free_port(), secrets.token_hex(16)
+    settings = tmp_path / "settings"  # no "get Jupyter news?" prompt over the figures
+    (settings / "@jupyterlab" / "apputils-extension").mkdir(parents=True)
+    (settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings").write_text(
+        '{"fetchNews": "false"}')
+    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path / "rt"), "JUPYTER_CONFIG_DIR": str(tmp_path / "cfg"),
+           "JUPYTERLAB_SETTINGS_DIR": str(settings)}
+    server = subprocess.Popen(
+        [*cmd, "--no-browser", "--ip=127.0.0.1", f"--port={port}", f"--IdentityProvider.token={token}",
+         f"--ServerApp.root_dir={proj}", "--LabApp.expose_app_in_browser=True"],
+        cwd=proj, env=env, stdout=subprocess.DEVNULL, stderr=(tmp_path / "lab.log").open("w"))
+    shots = ROOT / "tests" / "artifacts"
+    shots.mkdir(exist_ok=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2)
+                break
+            except OSError:
+                assert server.poll() is None, (tmp_path / "lab.log").read_text()[-2000:]
+                time.sleep(0.5)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=exe, args=["--no-sandbox"])
+            page = browser.new_page(viewport={"width": 1300, "height": 1000})
+            page.goto(f"{base}/lab/tree/notebooks/06_dashboard.ipynb?token={token}")
+            page.wait_for_function("window.jupyterapp && window.jupyterapp.shell.currentWidget "
+                                   "&& window.jupyterapp.shell.currentWidget.sessionContext", timeout=90000)
+            page.evaluate(LAB_JS, {"op": "ready", "count": 0})
+            last = 0
+            for run in (1, 2):
+                page.evaluate(LAB_JS, {"op": "run", "count": 0})
+                deadline = time.time() + 240
+                while True:
+                    s = page.evaluate(LAB_JS, {"op": "state", "count": 0})
+                    done = all(c is not None and c > last for c in s["counts"]) and s["status"] == "idle"
+                    if done or time.time() > deadline:
+                        break
+                    time.sleep(1)
+                assert done, f"run {run} did not finish: {s}"
+                assert not s["errors"], f"run {run}: {s['errors']}"
+                last = max(s["counts"])
+            figure = page.locator(".jp-OutputArea .js-plotly-plot").first
+            figure.wait_for(timeout=60000)
+            title = "el => el.layout && el.layout.title ? el.layout.title.text : ''"
+            before = figure.evaluate(title)
+            figure.screenshot(path=str(shots / "06_live_before.png"))
+            selects = page.locator(".jp-OutputArea .widget-dropdown select")
+            select = next(selects.nth(i) for i in range(selects.count())
+                          if len(selects.nth(i).locator("option").all_inner_texts()) >= 2)  # the task control
+            options = select.locator("option").all_inner_texts()
+            select.select_option(label=options[1])
+            page.wait_for_function("(t) => { const el = document.querySelector('.jp-OutputArea .js-plotly-plot'); "
+                                   "return el && el.layout && el.layout.title && el.layout.title.text !== t; }",
+                                   arg=before, timeout=30000)
+            after = figure.evaluate(title)
+            figure.screenshot(path=str(shots / "06_live_after.png"))
+            assert after != before and options[1].split(":")[-1].strip() in after, (before, after)
+            browser.close()
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
