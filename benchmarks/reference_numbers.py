@@ -256,10 +256,17 @@ def main(argv: list[str] | None = None) -> None:
                 fh.write(json.dumps(r, default=float) + "\n")
             print(f"{r['run_name']}: {r.get('avg_accuracy', '')} ({r['seconds']:.0f} s)", flush=True)
     results = [done[j["run_name"]] for j in todo if j["run_name"] in done]
-    blocks = tables(results, args.seeds)
+    # the backbone table compares with the main runs: build every table from all finished runs of these
+    # seeds, and write the blocks of the parts asked for (the backbone block with main or backbone)
+    everything = [done[j["run_name"]] for j in jobs("all", args.seeds) if j["run_name"] in done]
+    wanted = {"main", "baselines", "tradeoff", "backbone"} if args.part == "all" else \
+        {args.part} | ({"backbone"} if args.part in ("main", "backbone") else set())
+    blocks = {k: v for k, v in tables(everything, args.seeds).items() if k in wanted}
     md = ROOT / "benchmarks" / "results" / "reference.md"
     md.parent.mkdir(parents=True, exist_ok=True)
-    md.write_text("\n\n".join(f"## {k}\n\n{v}" for k, v in blocks.items()) + "\n")
+    sections = dict(re.findall(r"^## (\w+)\n\n(.*?)(?=\n\n## |\Z)", md.read_text(), re.S | re.M)) if md.exists() else {}
+    sections.update(blocks)  # parts not rerun keep what they last measured
+    md.write_text("\n\n".join(f"## {k}\n\n{v.strip()}" for k, v in sections.items()) + "\n")
     print("\n\n".join(blocks.values()))
     updated = write_readme(blocks, ROOT / "README.md") if args.readme else []
     print(json.dumps({"runs": len(results), "missing": len(todo) - len(results), "readme_blocks": updated,
