@@ -61,7 +61,6 @@ def main() -> None:
     p.add_argument("--backbone", default="resnet8")
     p.add_argument("--random-seeds", type=int, nargs="+", default=[0, 1, 2])
     args = p.parse_args()
-    torch.set_num_threads(torch.get_num_threads())
     stream = load_stream("synth-10")
     arch = build_backbone(args.backbone).arch
     sources = {name: name for name, e in shipped_checkpoints().items() if e["arch"] == arch}

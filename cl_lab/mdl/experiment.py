@@ -171,8 +171,9 @@ def _single_path_weights(cfg: MDLConfig) -> str | None:
 
 def _single_path_net(cfg: MDLConfig, domains: list[Task]) -> SharedBackboneNet:
     backbone = build_backbone("resnet8")
-    if cfg.single_path_init != "scratch":
-        load_weights(backbone, _single_path_weights(cfg))
+    weights = _single_path_weights(cfg)
+    if weights is not None:
+        load_weights(backbone, weights)
     return SharedBackboneNet(backbone, backbone.out_dim, [d.num_classes for d in domains])
 
 

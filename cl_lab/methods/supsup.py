@@ -46,16 +46,11 @@ class TopK(torch.autograd.Function):
         k = max(1, int(round(density * scores.numel())))
         mask = torch.zeros(scores.numel(), dtype=scores.dtype, device=scores.device)
         mask[scores.flatten().topk(k, sorted=False).indices] = 1.0  # flatten() is in logical (NCHW) order
-        return mask.view(scores.shape).contiguous(memory_format=_layout(scores))
+        return torch.empty_like(scores).copy_(mask.view(scores.shape))  # in the scores' own layout
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
         return grad, None
-
-
-def _layout(t: Tensor) -> torch.memory_format:
-    return torch.channels_last if t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last) \
-        and not t.is_contiguous() else torch.contiguous_format
 
 
 def init_scores(weight: Tensor) -> nn.Parameter:
