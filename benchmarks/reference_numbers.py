@@ -10,7 +10,9 @@ Every number the README states about method accuracy comes from this script:
 - ``tradeoff``: ResCL's fair comparison on shapes -> textures (``cl_lab.experiments.tradeoff``);
 - ``backbone``: the methods that start from the shipped backbone, from the first shipped
   checkpoint (``resnet8-synth-source``: 5 source domains) next to the default one (the
-  ``main`` runs), so the table shows what the source pretraining is worth to each method.
+  ``main`` runs), so the table shows what the source pretraining is worth to each method;
+- ``scratch``: the methods that start from random weights (PSP, SupSup) next to SGD from
+  random weights, on the three synth-10 tasks notebook 05 compares them on, at its budget.
 
 Each configuration runs once per seed as an ordinary run directory under ``--out`` (a
 rerun skips what finished), in ``--workers`` processes of one thread each (results depend
@@ -60,6 +62,9 @@ BN_COMPARED = ("sgd", "ewc", "si", "lwf")
 OLD_BACKBONE = "resnet8-synth-source"
 BACKBONE_ROWS = [("SGD", "sgd"), ("SGD-LL", "sgd-ll"), ("CLR", "clr"), ("CCLL", "ccll"), ("EFTs", "efts"),
                  ("ConFiT", "confit")]
+SCRATCH = [("SGD, random weights", "sgd", {"pretrained": None}), ("PSP", "psp", {}), ("SupSup", "supsup", {})]
+SCRATCH_TASKS = ("scenes", "art-styles", "aerial")  # notebook 05's scratch_tasks and scratch_epochs
+SCRATCH_EPOCHS = 2
 TRADEOFF_SWEEPS = None  # cl_lab.experiments.tradeoff.DEFAULT_SWEEPS
 # target-task accuracies at which the source accuracy is read: inside the range that every method's sweep
 # reaches at this budget (ResCL's and LwF's target accuracies stay near 0.25-0.31 after 2 epochs on textures)
@@ -91,6 +96,12 @@ def jobs(part: str, seeds: list[int]) -> list[dict]:
                     out.append({"table": "baselines", "label": label, "method": method, "seed": s, "bn_stats": bn,
                                 "kwargs": {**kw, "epochs": EPOCHS, "n_tasks": 5, "bn_stats": bn},
                                 "run_name": f"base_{_name(label)}_{bn}_s{s}"})
+    if part in ("scratch", "all"):
+        for label, method, kw in SCRATCH:
+            for s in seeds:
+                out.append({"table": "scratch", "label": label, "method": method, "seed": s,
+                            "tasks": list(SCRATCH_TASKS), "kwargs": {**kw, "epochs": SCRATCH_EPOCHS},
+                            "run_name": f"scratch_{_name(label)}_s{s}"})
     if part in ("tradeoff", "all"):
         for s in seeds:
             out.append({"table": "tradeoff", "label": "tradeoff", "method": "tradeoff", "seed": s, "kwargs": {},
@@ -113,12 +124,15 @@ def _work(job: dict, out: str) -> dict:
                                 method_kwargs={"rescl": {"finetune_epochs": TRADEOFF_EPOCHS}})
         return {**job, "curve": curve.to_dict("records"), "metrics": table.to_dict("records"),
                 "seconds": time.perf_counter() - t0}
-    r = cl_lab.run(job["method"], "synth-10", out=out, run_name=job["run_name"], seed=job["seed"], progress=False,
+    stream = cl_lab.load_stream("synth-10")
+    if job.get("tasks"):
+        stream = stream.select(job["tasks"])
+    r = cl_lab.run(job["method"], stream, out=out, run_name=job["run_name"], seed=job["seed"], progress=False,
                    **job["kwargs"])
     c = r.costs
     s = r.summary()
     return {**job, "avg_accuracy": s["avg_accuracy"], "bwt": s["bwt"], "forgetting": s["forgetting"],
-            "first_task_final": float(r.R[-1, 0]),
+            "first_task_final": float(r.R[-1, 0]), "first_task_learnt": float(r.R[0, 0]),
             "task_pct_min": float(c.task_params_pct.min()), "task_pct_max": float(c.task_params_pct.max()),
             "extra_mb": float(c.extra_bytes.iloc[-1]) / 1e6, "seconds": time.perf_counter() - t0}
 
@@ -173,6 +187,21 @@ def tables(results: list[dict], seeds: list[int]) -> dict[str, str]:
             rows.append(f"| {label} | {_ms(a.avg_accuracy)} | {_ms(b.avg_accuracy)} | "
                         f"{b.avg_accuracy.mean() - a.avg_accuracy.mean():+.3f} | {pct} |")
         out["backbone"] = f"{note}; average accuracy after the last task:\n\n" + "\n".join(rows)
+    df = pd.DataFrame([r for r in results if r["table"] == "scratch"])
+    if len(df):
+        rows = [f"| synth-10 [{', '.join(SCRATCH_TASKS)}], from random weights | avg accuracy | forgetting | "
+                "task 1 when learnt | task 1 at the end | stored per task (% of backbone) |", "|---|---|---|---|---|---|"]
+        for label, _, _ in SCRATCH:
+            g = df[df.label == label]
+            if len(g):
+                rows.append(f"| {label} | {_ms(g.avg_accuracy)} | {_ms(g.forgetting)} | {_ms(g.first_task_learnt)} | "
+                            f"{_ms(g.first_task_final)} | {g.task_pct_min.min():.2f}-{g.task_pct_max.max():.2f}% |")
+        from cl_lab import load_stream
+
+        tasks = load_stream("synth-10").select(SCRATCH_TASKS)
+        chance = sum(1 / t.num_classes for t in tasks) / len(tasks)
+        out["scratch"] = (f"{len(seeds)} seeds ({', '.join(map(str, seeds))}), mean +/- std, one thread per run, "
+                          f"{SCRATCH_EPOCHS} epochs per task (chance {chance:.2f} on average):\n\n" + "\n".join(rows))
     tr = [r for r in results if r["table"] == "tradeoff"]
     if tr:
         from cl_lab import metrics as M
@@ -223,7 +252,7 @@ def write_readme(blocks: dict[str, str], path: Path) -> list[str]:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--part", choices=["main", "baselines", "tradeoff", "backbone", "all"], default="all")
+    ap.add_argument("--part", choices=["main", "baselines", "tradeoff", "backbone", "scratch", "all"], default="all")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", default=str(ROOT / "runs" / "reference"))
@@ -259,7 +288,7 @@ def main(argv: list[str] | None = None) -> None:
     # the backbone table compares with the main runs: build every table from all finished runs of these
     # seeds, and write the blocks of the parts asked for (the backbone block with main or backbone)
     everything = [done[j["run_name"]] for j in jobs("all", args.seeds) if j["run_name"] in done]
-    wanted = {"main", "baselines", "tradeoff", "backbone"} if args.part == "all" else \
+    wanted = {"main", "baselines", "tradeoff", "backbone", "scratch"} if args.part == "all" else \
         {args.part} | ({"backbone"} if args.part in ("main", "backbone") else set())
     blocks = {k: v for k, v in tables(everything, args.seeds).items() if k in wanted}
     md = ROOT / "benchmarks" / "results" / "reference.md"

@@ -80,6 +80,19 @@ def test_cache_roundtrip_and_corrupt_cache_is_regenerated():
     assert c.content_hash() == a.content_hash()
 
 
+def test_select_takes_named_tasks_in_order_and_names_the_stream_after_them():
+    s = load_stream("synth-mini")
+    assert S.embedded_task_names("synth-mini") == [t.name for t in s]
+    sel = s.select(["blood-cells", "shapes"])
+    assert sel.name == "synth-mini[blood-cells,shapes]" and [t.name for t in sel] == ["blood-cells", "shapes"]
+    assert sel[1].train.labels().equal(s[0].train.labels())
+    assert sel.content_hash() != s.select(["shapes", "blood-cells"]).content_hash()
+    for bad, match in ((["glyphs"], r"unknown task\(s\) \['glyphs'\]; allowed: distinct names among \['shapes'"),
+                       ([], "no tasks named"), (["shapes", "shapes"], "repeated tasks")):
+        with pytest.raises(ValueError, match=match):
+            s.select(bad)
+
+
 def test_unknown_stream_suggests():
     with pytest.raises(ValueError, match="did you mean 'synth-10'|Did you mean 'synth-10'"):
         load_stream("synth10")

@@ -25,7 +25,8 @@ TINY = {
     "04_mpnas": {"stream": "synth-mini", "domains": "3", "setups": "mpnas,mpnas-uniform,single-path",
                  "search_steps": 4, "train_epochs": 1, "max_train": 40},
     "05_baselines": {"stream": "synth-mini", "methods": ["sgd", "er", "ccll"], "n_tasks": 2, "epochs": 1,
-                     "bn_stats_methods": ["sgd"]},
+                     "bn_stats_methods": ["sgd"], "scratch_methods": ["psp", "supsup"], "scratch_stream": "synth-mini",
+                     "scratch_tasks": ["counting", "blood-cells"], "scratch_epochs": 1},
 }
 
 
@@ -130,8 +131,14 @@ def test_mpnas_and_baseline_notebooks_write_their_results(executed):
     out, _ = executed
     mdl = next((out / "runs").glob("*-mdl-seed*"))
     assert {"summary.csv", "jaccard.csv", "blocks.csv", "paths.json"} <= {p.name for p in mdl.iterdir()}
-    methods = {json.loads(p.read_text())["method"] for p in (out / "runs").glob("*/config.json") if "method" in p.read_text()}
-    assert {"sgd", "er", "ccll", "clr"} <= methods
+    configs = [json.loads(p.read_text()) for p in (out / "runs").glob("*/config.json") if "method" in p.read_text()]
+    assert {"sgd", "er", "ccll", "clr"} <= {c["method"] for c in configs}
+    # 05's from-random-weights comparison: PSP, SupSup and SGD without the shipped weights, on the named tasks
+    scratch = {c["method"]: c for c in configs if c["stream"]["name"] == "synth-mini[counting,blood-cells]"}
+    assert set(scratch) == {"sgd", "psp", "supsup"}
+    assert scratch["sgd"]["pretrained"] is None and scratch["sgd"]["epochs"] == 1
+    html = (out / "05_baselines.html").read_text()
+    assert "sgd (random weights)" in html and "Drop of task 1 from when it was learnt" in html
 
 
 def test_bad_parameters_fail_in_the_validation_cell_with_a_clear_message(tmp_path):
@@ -146,6 +153,17 @@ def test_bad_parameters_fail_in_the_validation_cell_with_a_clear_message(tmp_pat
     assert len(failing) == 1 and "check_parameters" in failing[0].source
     assert "unknown method" in (tmp_path / "bad.html").read_text()
     assert not (tmp_path / "r").exists(), "nothing may run before the parameters are valid"
+
+
+def test_baselines_scratch_parameters_are_checked_before_anything_runs():
+    ok = {**defaults("05_baselines"), "In": []}
+    assert check_parameters(ok, "05_baselines")["scratch_tasks"] == ["scenes", "art-styles", "aerial"]
+    with pytest.raises(NotebookParameterError, match=r"scratch_tasks=\['scenes', 'moon'\] must name distinct tasks "
+                                                     r"of 'synth-10'; allowed: \['shapes'"):
+        check_parameters({**ok, "scratch_tasks": ["scenes", "moon"]}, "05_baselines")
+    with pytest.raises(NotebookParameterError, match="unknown method 'pspp'"):
+        check_parameters({**ok, "scratch_methods": ["pspp"]}, "05_baselines")
+    assert check_parameters({**ok, "scratch_methods": [], "scratch_tasks": []}, "05_baselines")["scratch_methods"] == []
 
 
 def test_check_parameters_rules():

@@ -156,6 +156,12 @@ def stream_names() -> list[str]:
     return list(BUILDERS) + ["split-cifar100", "decathlon-lite"]
 
 
+def embedded_task_names(name: str) -> list[str] | None:
+    """The task names of an embedded stream, known without generating it (None for other streams)."""
+    names = {"synth-10": SYNTH_10, "synth-source": SYNTH_SOURCE, "synth-mini": tuple(n for n, _ in SYNTH_MINI)}
+    return list(names[name]) if name in names else None
+
+
 def _to_payload(stream: TaskStream) -> dict:
     tasks = []
     for t in stream.tasks:

@@ -340,6 +340,17 @@ class TaskStream:
             raise ValueError(f"n_tasks must be in 1..{len(self)}; got {n_tasks}")
         return TaskStream(f"{self.name}[:{n_tasks}]", self.tasks[:n_tasks], self.meta)
 
+    def select(self, names: Sequence[str]) -> TaskStream:
+        """The named tasks, in the order given, as a new stream named ``<stream>[a,b,...]``."""
+        names = list(names)
+        known = [t.name for t in self.tasks]
+        bad = [n for n in names if n not in known]
+        if bad or not names or len(set(names)) != len(names):
+            what = (f"unknown task(s) {bad}" if bad else "no tasks named" if not names else f"repeated tasks in {names}")
+            raise ValueError(f"select: {what}; allowed: distinct names among {known}")
+        by_name = {t.name: t for t in self.tasks}
+        return TaskStream(f"{self.name}[{','.join(names)}]", [by_name[n] for n in names], self.meta)
+
     def describe(self):
         import pandas as pd
 
