@@ -73,3 +73,14 @@ def test_every_method_of_the_suite_gets_its_own_colour_and_configurations_their_
     assert len(colours) == len(method_names()), "no two methods share a colour"
     for m in method_names():  # the variant of a method: same colour, another dash
         assert lines[f"{m} (lr=0.1)"].color == lines[m].color and lines[f"{m} (lr=0.1)"].dash != lines[m].dash
+    # shapes on top of colours: methods next to each other in the sorted order (where the palette's
+    # neighbours and look-alikes land) differ in marker too, and no two labels share colour and marker
+    markers = {t.name: (t.marker.color, t.marker.symbol) for t in fig.data if t.mode == "lines+markers"}
+    assert len(set(markers.values())) == len(markers)
+    names = sorted(method_names())
+    assert all(markers[a][1] != markers[b][1] for a, b in zip(names, names[1:]))
+    costs = pd.DataFrame([{"run": r["run"], "method": r["method"], "config": r["config"], "task_params_pct": 1.0}
+                          for r in rows])
+    metrics = pd.DataFrame([{"run": r["run"], "after_task": 0, "avg_accuracy": 0.5} for r in rows])
+    scatter = {t.name: (t.marker.color, t.marker.symbol) for t in viz.cost_vs_accuracy(costs, metrics).data}
+    assert scatter == markers, "the trade-off plot draws each configuration as the curves do"

@@ -43,9 +43,13 @@ PALETTE = ("#2E91E5", "#E15F99", "#1CA71C", "#FB0D0D", "#DA16FF", "#222A2A", "#B
 DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
 
 
+SYMBOLS = ("circle", "diamond", "square", "triangle-up", "star", "hexagon", "cross", "triangle-down")
+
+
 def line_styles(labels: Sequence[str]) -> dict[str, dict]:
     """A colour per method (the label's first word) and, for several configurations of one method, a
-    dash per configuration: ``{label: {"color": ..., "dash": ...}}``, stable for a given set of labels."""
+    dash per configuration; a marker symbol per label on top, so that two methods whose colours are
+    close still differ in shape: ``{label: {"color", "dash", "symbol"}}``, stable for a given set of labels."""
     labels = sorted(set(labels))
     methods = sorted({str(lb).split(" ", 1)[0] for lb in labels})
     seen: dict[str, int] = {}
@@ -54,7 +58,9 @@ def line_styles(labels: Sequence[str]) -> dict[str, dict]:
         m = str(lb).split(" ", 1)[0]
         k = seen.get(m, 0)
         seen[m] = k + 1
-        out[lb] = {"color": PALETTE[methods.index(m) % len(PALETTE)], "dash": DASHES[k % len(DASHES)]}
+        i = methods.index(m)
+        out[lb] = {"color": PALETTE[i % len(PALETTE)], "dash": DASHES[k % len(DASHES)],
+                   "symbol": SYMBOLS[(i + k) % len(SYMBOLS)]}
     return out
 
 
@@ -91,8 +97,9 @@ def task_accuracy_over_time(acc, task: int = 0, methods: Sequence[str] | None = 
             fig.add_trace(go.Scatter(x=np.concatenate([x, x[::-1]]), y=np.concatenate([mean + std, (mean - std)[::-1]]),
                                      fill="toself", fillcolor=_rgba(style["color"], 0.15), line={"width": 0},
                                      showlegend=False, hoverinfo="skip", name=f"{method} band"))
-        fig.add_trace(go.Scatter(x=x, y=mean, mode="lines+markers", name=method, line=style,
-                                 marker={"color": style["color"]}))
+        fig.add_trace(go.Scatter(x=x, y=mean, mode="lines+markers", name=method,
+                                 line={"color": style["color"], "dash": style["dash"]},
+                                 marker={"color": style["color"], "symbol": style["symbol"], "size": 8}))
     name = df.task_name.iloc[0] if len(df) else f"task {task + 1}"
     fig.update_xaxes(dtick=1)  # whole tasks only
     fig.update_layout(title=f"accuracy on {name} as later tasks are learnt", xaxis_title="tasks trained",
@@ -109,12 +116,10 @@ def cost_vs_accuracy(costs, metrics, reference_pct: float | None = 0.6):
     df = per_run.merge(final, on="run")
     fig = go.Figure()
     styles = line_styles(df[key].unique()) if len(df) else {}
-    symbols = ("circle", "diamond", "square", "triangle-up", "x", "star")
     for method, g in df.groupby(key, sort=True):
-        dash = DASHES.index(styles[method]["dash"])
         fig.add_trace(go.Scatter(x=g.task_params_pct, y=g.avg_accuracy, mode="markers", name=method,
                                  marker={"size": 12, "color": styles[method]["color"],
-                                         "symbol": symbols[dash % len(symbols)]}, text=g.run,
+                                         "symbol": styles[method]["symbol"]}, text=g.run,
                                  hovertemplate="%{text}<br>%{x:.3g}% per task<br>avg acc %{y:.3f}<extra></extra>"))
     if reference_pct is not None:
         # on a log axis plotly places a vline's own annotation at the raw value, far from the line:
