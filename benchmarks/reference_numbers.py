@@ -34,6 +34,8 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
+from cl_lab.lab.params import defaults
+
 ROOT = Path(__file__).resolve().parents[1]
 EPOCHS = 4
 
@@ -63,8 +65,8 @@ OLD_BACKBONE = "resnet8-synth-source"
 BACKBONE_ROWS = [("SGD", "sgd"), ("SGD-LL", "sgd-ll"), ("CLR", "clr"), ("CCLL", "ccll"), ("EFTs", "efts"),
                  ("ConFiT", "confit")]
 SCRATCH = [("SGD, random weights", "sgd", {"pretrained": None}), ("PSP", "psp", {}), ("SupSup", "supsup", {})]
-SCRATCH_TASKS = ("scenes", "art-styles", "aerial")  # notebook 05's scratch_tasks and scratch_epochs
-SCRATCH_EPOCHS = 2
+SCRATCH_TASKS = tuple(defaults("05_baselines")["scratch_tasks"])  # notebook 05's settings, declared there once
+SCRATCH_EPOCHS = defaults("05_baselines")["scratch_epochs"]
 TRADEOFF_SWEEPS = None  # cl_lab.experiments.tradeoff.DEFAULT_SWEEPS
 # target-task accuracies at which the source accuracy is read, as fractions of the highest target accuracy that
 # every method's sweep reaches in every seed (rounded down to 0.01): a rule, not values picked off the results,
@@ -124,9 +126,7 @@ def _work(job: dict, out: str) -> dict:
                                 method_kwargs={"rescl": {"finetune_epochs": TRADEOFF_EPOCHS}})
         return {**job, "curve": curve.to_dict("records"), "metrics": table.to_dict("records"),
                 "seconds": time.perf_counter() - t0}
-    stream = cl_lab.load_stream("synth-10")
-    if job.get("tasks"):
-        stream = stream.select(job["tasks"])
+    stream = cl_lab.load_stream("synth-10").select(job["tasks"]) if job.get("tasks") else "synth-10"
     r = cl_lab.run(job["method"], stream, out=out, run_name=job["run_name"], seed=job["seed"], progress=False,
                    **job["kwargs"])
     c = r.costs
@@ -197,9 +197,9 @@ def tables(results: list[dict], seeds: list[int]) -> dict[str, str]:
                 rows.append(f"| {label} | {_ms(g.avg_accuracy)} | {_ms(g.forgetting)} | {_ms(g.first_task_learnt)} | "
                             f"{_ms(g.first_task_final)} | {g.task_pct_min.min():.2f}-{g.task_pct_max.max():.2f}% |")
         from cl_lab import load_stream
+        from cl_lab.metrics import chance_level
 
-        tasks = load_stream("synth-10").select(SCRATCH_TASKS)
-        chance = sum(1 / t.num_classes for t in tasks) / len(tasks)
+        chance = chance_level(load_stream("synth-10").select(SCRATCH_TASKS))
         out["scratch"] = (f"{len(seeds)} seeds ({', '.join(map(str, seeds))}), mean +/- std, one thread per run, "
                           f"{SCRATCH_EPOCHS} epochs per task (chance {chance:.2f} on average):\n\n" + "\n".join(rows))
     tr = [r for r in results if r["table"] == "tradeoff"]

@@ -79,6 +79,12 @@ def per_task_table(R: np.ndarray) -> list[dict[str, float]]:
     ]
 
 
+def chance_level(tasks) -> float:
+    """Mean accuracy of guessing uniformly over each task's classes (``tasks``: anything with ``num_classes``)."""
+    tasks = list(tasks)
+    return sum(1 / t.num_classes for t in tasks) / len(tasks)
+
+
 def percent_of_backbone(params: int | Sequence[int], backbone_params: int) -> np.ndarray:
     """Parameter counts as a percentage of the backbone's parameter count."""
     if backbone_params <= 0:

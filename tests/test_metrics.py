@@ -72,3 +72,9 @@ def test_pareto_front_and_fair_metrics_hand_computed():
     assert M.source_at_target(src, tgt, 0.7) == pytest.approx(0.7)  # halfway between (0.6, 0.8) and (0.8, 0.6)
     assert M.source_at_target(src, tgt, 0.3) == pytest.approx(0.9)
     assert np.isnan(M.source_at_target(src, tgt, 0.85))
+
+
+def test_chance_level_is_the_mean_of_one_over_the_classes():
+    from types import SimpleNamespace
+
+    assert M.chance_level([SimpleNamespace(num_classes=2), SimpleNamespace(num_classes=4)]) == 0.375

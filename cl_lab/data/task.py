@@ -288,6 +288,17 @@ def _materialize(ds: Iterable, image_size: int | None, limit: int | None, what: 
     return torch.stack(xs), torch.tensor(ys)
 
 
+def task_choice_problem(names: Sequence[str], known: Sequence[str] | None) -> str | None:
+    """What is wrong with choosing tasks ``names`` among ``known`` (unknown ones, none, repeats), or
+    None; ``known=None`` (a stream not generated yet) checks only emptiness and repeats."""
+    bad = [n for n in names if known is not None and n not in known]
+    if bad:
+        return f"unknown task(s) {bad}"
+    if not names:
+        return "no tasks named"
+    return f"repeated tasks in {list(names)}" if len(set(names)) != len(names) else None
+
+
 class TaskStream:
     """An ordered sequence of tasks with metadata and a stable content hash."""
 
@@ -344,10 +355,9 @@ class TaskStream:
         """The named tasks, in the order given, as a new stream named ``<stream>[a,b,...]``."""
         names = list(names)
         known = [t.name for t in self.tasks]
-        bad = [n for n in names if n not in known]
-        if bad or not names or len(set(names)) != len(names):
-            what = (f"unknown task(s) {bad}" if bad else "no tasks named" if not names else f"repeated tasks in {names}")
-            raise ValueError(f"select: {what}; allowed: distinct names among {known}")
+        problem = task_choice_problem(names, known)
+        if problem:
+            raise ValueError(f"select: {problem}; allowed: distinct names among {known}")
         by_name = {t.name: t for t in self.tasks}
         return TaskStream(f"{self.name}[{','.join(names)}]", [by_name[n] for n in names], self.meta)
 

@@ -202,6 +202,7 @@ class BaselinesParams:
 
     def validate(self) -> None:
         from ..data.streams import embedded_task_names
+        from ..data.task import task_choice_problem
         from ..methods import get_method
 
         _stream(self.stream)
@@ -217,8 +218,7 @@ class BaselinesParams:
             _methods(self.scratch_methods, allow_all=False)
             _stream(self.scratch_stream)
             known = embedded_task_names(self.scratch_stream)
-            bad = [t for t in self.scratch_tasks if known is not None and t not in known]
-            if bad or not self.scratch_tasks or len(set(self.scratch_tasks)) != len(self.scratch_tasks):
+            if task_choice_problem(self.scratch_tasks, known):
                 raise ConfigError(f"scratch_tasks={self.scratch_tasks} must name distinct tasks of "
                                   f"{self.scratch_stream!r}" + (f"; allowed: {known}" if known else ""))
 
