@@ -208,12 +208,14 @@ def _seed(text: str) -> int:
 
 
 def _positive_int(text: str) -> int:
+    from .parallel import MAX_WORKERS
+
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1; got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1; got {value}")
+        raise argparse.ArgumentTypeError(f"expected an integer from 1 to {MAX_WORKERS}; got {text!r}") from None
+    if not 1 <= value <= MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"expected an integer from 1 to {MAX_WORKERS}; got {value}")
     return value
 
 
@@ -233,11 +235,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seeds", type=_seed, nargs="+", default=None,
                    help="run every method for each seed (a sweep) and print mean +/- std")
     r.add_argument("--executor", choices=["local", "ray"], default="local", help="how a sweep runs its points")
-    r.add_argument("--workers", type=int, default=None, help="local sweep: points run at once (processes)")
-    r.add_argument("--threads", type=int, default=None, help="torch threads per sweep point (recorded)")
+    r.add_argument("--workers", type=_positive_int, default=None, help="local sweep: points run at once (processes)")
+    r.add_argument("--threads", type=_positive_int, default=None, help="torch threads per sweep point (recorded)")
     r.add_argument("--ray-address", dest="ray_address", default=None,
                    help="an existing Ray cluster ('auto' on a cluster node); default: a local Ray instance")
-    r.add_argument("--cpus-per-point", dest="cpus_per_point", type=int, default=1)
+    r.add_argument("--cpus-per-point", dest="cpus_per_point", type=_positive_int, default=1)
     r.add_argument("--gpus-per-point", dest="gpus_per_point", type=float, default=0)
     r.add_argument("--out", default="runs")
     r.add_argument("--run-name", dest="run_name", default=None)
@@ -284,10 +286,10 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", default="reports", help="report directory (grids: reports/grid)")
     rp.add_argument("--only", nargs="*", default=None, help="a subset of the report set, e.g. 00_quickstart")
     rp.add_argument("--params", default=None, metavar="GRID.yaml", help="run a parameter grid instead of the report set")
-    rp.add_argument("--workers", type=int, default=None, help="parallel notebook executions for a grid")
+    rp.add_argument("--workers", type=_positive_int, default=None, help="parallel notebook executions for a grid")
     rp.add_argument("--executor", choices=["local", "ray"], default="local", help="how a grid runs its points")
     rp.add_argument("--ray-address", dest="ray_address", default=None, help="an existing Ray cluster (default: local)")
-    rp.add_argument("--cpus-per-point", dest="cpus_per_point", type=int, default=1)
+    rp.add_argument("--cpus-per-point", dest="cpus_per_point", type=_positive_int, default=1)
     rp.add_argument("--gpus-per-point", dest="gpus_per_point", type=float, default=0)
     rp.set_defaults(func=cmd_report)
     su = sub.add_parser("summary", help="final metrics of every run under a directory")
@@ -299,13 +301,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     from .config import ConfigError
     from .models.weights import WeightsError
+    from .parallel import PointsFailed
     from .rundir import RunDirError
     from .train import TrainingDiverged
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, RunDirError, WeightsError, TrainingDiverged, ValueError, TypeError, FileNotFoundError) as e:
+    except (ConfigError, RunDirError, WeightsError, TrainingDiverged, PointsFailed, ValueError, TypeError,
+            FileNotFoundError) as e:
         print(f"cl-lab: error: {e}", file=sys.stderr)
         return 2
     except OSError as e:  # disk full, read-only directory, name too long: one line, with the path

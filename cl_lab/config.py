@@ -7,6 +7,9 @@ import difflib
 import typing
 from typing import Any, Literal, Mapping
 
+MAX_FLOAT = 1e38
+"""Largest magnitude of a float parameter: every value must fit a float32 tensor."""
+
 
 class ConfigError(ValueError):
     """A parameter is unknown, of the wrong type, or outside what is allowed."""
@@ -108,6 +111,9 @@ def _check_type(name: str, value: Any, tp: Any, where: str) -> Any:
             raise ConfigError(f"{where}: {name} must be a number; got {value!r} ({type(value).__name__})")
         if value != value or value in (float("inf"), float("-inf")):
             raise ConfigError(f"{where}: {name} must be finite; got {value!r}")
+        if abs(value) > MAX_FLOAT:
+            raise ConfigError(f"{where}: {name}={value!r} is out of range; numbers up to {MAX_FLOAT:g} in magnitude "
+                              "are allowed (tensors hold 32-bit floats)")
         return float(value)
     if tp is str:
         if not isinstance(value, str):

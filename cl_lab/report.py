@@ -14,11 +14,9 @@ emits static plotly HTML that loads ``plotly.min.js``, written once next to the 
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import html
 import itertools
 import json
-import multiprocessing
 import os
 import re
 import time
@@ -151,6 +149,22 @@ def _failure(exc: BaseException, out_nb: Path) -> dict[str, Any]:
     return info
 
 
+RUNNING_SUFFIX = ".running.ipynb"
+
+
+def running_path(out_nb: Path) -> Path:
+    """Where a notebook is written while it executes."""
+    return out_nb.with_name(f".{out_nb.stem}{RUNNING_SUFFIX}")
+
+
+def clean_running(out: Path) -> list[Path]:
+    """Remove half-run notebooks that a killed execution left in ``out``."""
+    stale = sorted(out.glob(f".*{RUNNING_SUFFIX}"))
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
+
+
 def execute(name: str, params: Mapping[str, Any], out_nb: Path, html_file: Path, *, cwd: Path,
             notebook_dir: Path | None = None, threads: int | None = None) -> Outcome:
     """Execute one notebook with papermill (kernel ``python3``) and render it; never raises for notebook errors."""
@@ -162,18 +176,23 @@ def execute(name: str, params: Mapping[str, Any], out_nb: Path, html_file: Path,
         os.environ["OMP_NUM_THREADS"] = str(threads)
     t0 = time.perf_counter()
     error: dict[str, Any] = {}
+    # papermill writes the notebook cell by cell: into a hidden file, renamed when execution ends, so a
+    # killed execution never leaves a half-run notebook under the report's name (cleaned on the next run)
+    running = running_path(out_nb)
     try:
         for attempt in range(1, KERNEL_START_ATTEMPTS + 1):
             try:
-                pm.execute_notebook(str(notebook_path(name, notebook_dir)), str(out_nb), parameters=dict(params),
+                pm.execute_notebook(str(notebook_path(name, notebook_dir)), str(running), parameters=dict(params),
                                     kernel_name="python3", cwd=str(cwd), progress_bar=False, log_output=False)
                 break
             except Exception as e:  # a notebook's failure is a result to report, not a crash of the batch
                 if attempt < KERNEL_START_ATTEMPTS and kernel_start_failed(e):
                     time.sleep(0.5 * attempt)  # e.g. two workers picked the same port: start a fresh kernel
                     continue
-                error = _failure(e, out_nb)
+                error = _failure(e, running)
                 break
+        if running.exists():
+            os.replace(running, out_nb)
     finally:
         for k, v in env_before.items():
             if v is None:
@@ -227,6 +246,7 @@ def run_report_set(out: str | Path = "reports", only: Sequence[str] | None = Non
         notebook_path(name, notebook_dir)
         plan.append((name, params))
     out.mkdir(parents=True, exist_ok=True)
+    clean_running(out)
     write_plotly_js(out)
     outcomes = []
     for name, params in plan:
@@ -321,6 +341,12 @@ def _grid_job(args: tuple) -> dict[str, Any]:
     return record
 
 
+def _failed_grid_point(job: tuple, error: str) -> dict[str, Any]:
+    name, notebook, params, out, _threads, _dir = job
+    return {"name": name, "notebook": notebook, "params": params, "ok": False, "seconds": 0.0, "html": "",
+            "error": {"error": error}}
+
+
 def run_grid(grid_file: str | Path, out: str | Path = "reports/grid", workers: int | None = None,
              notebook_dir: Path | None = None, progress: bool = True, executor: str = "local",
              ray_address: str | None = None, cpus_per_point: int = 1, gpus_per_point: float = 0) -> list[dict[str, Any]]:
@@ -329,16 +355,17 @@ def run_grid(grid_file: str | Path, out: str | Path = "reports/grid", workers: i
     ``executor="local"``: a process pool of ``workers``; ``"ray"``: each point is a Ray task with
     ``cpus_per_point`` CPUs (its thread count) and ``gpus_per_point`` GPUs, on a local Ray instance
     or the cluster at ``ray_address`` (see ``cl_lab.experiments.sweep``)."""
-    if executor not in ("local", "ray"):
-        raise ConfigError(f"executor={executor!r} is not allowed; choose one of ['local', 'ray']")
+    from .parallel import check_executor, run_points
+
     spec = load_grid(grid_file)
     workers = workers or spec["workers"]
-    if workers < 1:
-        raise ConfigError(f"workers must be >= 1; got {workers}")
+    check_executor(executor, workers, "grid", ray_address=ray_address, cpus_per_point=cpus_per_point,
+                   gpus_per_point=gpus_per_point)
     notebook = spec["notebook"]
     notebook_path(notebook, notebook_dir)
     out = Path(out).expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
+    clean_running(out)
     write_plotly_js(out)
     keys = list(spec["grid"])
     records, jobs = [], []
@@ -365,16 +392,9 @@ def run_grid(grid_file: str | Path, out: str | Path = "reports/grid", workers: i
             print(f"  {rec['name']}: {'ok' if rec['ok'] else 'FAILED in cell ' + str(rec['error'].get('cell', '?'))}"
                   f" ({rec['seconds']:.0f} s)", flush=True)
 
-    if executor == "ray":
-        from .experiments.sweep import ray_map
-
-        for rec in ray_map(_grid_job, jobs, ray_address, cpus_per_point, gpus_per_point):
-            collect(rec)
-    else:
-        # spawn, not fork: the parent may hold ZeroMQ sockets from earlier kernels, which a fork must not copy
-        with cf.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            for rec in pool.map(_grid_job, jobs):
-                collect(rec)
+    run_points(_grid_job, jobs, failed=_failed_grid_point, executor=executor, workers=workers,
+               ray_address=ray_address, cpus_per_point=cpus_per_point, gpus_per_point=gpus_per_point,
+               on_result=collect)
     records.sort(key=lambda r: r["name"])
     atomic_write_text(out / "summary.html", _grid_summary(spec, records, out))
     return records

@@ -62,34 +62,76 @@ def _read_run(d: Path, filename: str):
 
     cfg = js("config.json")
     summary = js("summary.json") if (d / "summary.json").exists() else {}
-    try:
-        df = pd.read_csv(d / filename)
-    except (OSError, ValueError) as e:
-        raise ValueError(f"{d / filename} is corrupt ({e})") from None
-    try:
-        acc = df if filename == "accuracy.csv" else pd.read_csv(d / "accuracy.csv")
-        n = int(acc.after_task.max()) + 1 if len(acc) else 0
-        complete = len(acc) == n * (n + 1) // 2 and acc.accuracy.notna().all()
-    except (OSError, ValueError, AttributeError) as e:
-        raise ValueError(f"{d / 'accuracy.csv'} is corrupt ({e})") from None
-    done = summary.get("completed_tasks")
-    if not complete or (done is not None and n != done):
-        raise ValueError(f"{d / 'accuracy.csv'} is torn: {len(acc)} rows for {n} trained task(s)"
-                         + (f", summary.json says {done}" if done is not None else "")
-                         + "; rerun the same command to repair it from the checkpoint")
+
+    def table(name: str):
+        try:
+            return pd.read_csv(d / name)
+        except (OSError, ValueError) as e:
+            raise ValueError(f"{d / name} is corrupt ({e})") from None
+
+    df = table(filename)
+    tables = {name: (df if name == filename else table(name)) for name in PROGRESS if (d / name).exists()}
+    check_progress(d, tables, summary)
     for key in ("method", "stream", "seed", "backbone"):
         if key not in cfg:
             raise ValueError(f"{d / 'config.json'} is corrupt (no {key!r})")
     return cfg, summary, df
 
 
-VARIANT_KEYS = ("backbone", "pretrained", "first_task_epochs", "first_task_lr", "epochs", "batch_size", "bn_stats",
-                "eval_split")
-"""Runner settings that make two runs of one method different configurations (the seed does not)."""
+PROGRESS = ("accuracy.csv", "metrics.csv", "costs.csv")
+"""The progress files the runner rewrites after every task (with ``summary.json``)."""
+REPAIR = "rerun the same command to repair it from the checkpoint"
+
+
+def check_progress(d: Path, tables: dict[str, Any], summary: dict[str, Any]) -> int:
+    """The number of trained tasks, after checking that every progress file agrees with it:
+    ``accuracy.csv`` holds the lower triangle for n tasks, ``metrics.csv`` one row per task
+    (``after_task`` 0..n-1), ``costs.csv`` one row per task (``task`` 0..n-1) and
+    ``summary.json`` n completed tasks. A file cut short (a kill, ``head -n -1``) is named."""
+    acc = tables.get("accuracy.csv")
+    if acc is None:
+        raise ValueError(f"{d / 'accuracy.csv'} is missing")
+    try:
+        n = int(acc.after_task.max()) + 1 if len(acc) else 0
+        complete = len(acc) == n * (n + 1) // 2 and acc.accuracy.notna().all()
+    except (ValueError, AttributeError, TypeError) as e:
+        raise ValueError(f"{d / 'accuracy.csv'} is corrupt ({e})") from None
+    done = summary.get("completed_tasks")
+    if not complete or (done is not None and n != done):
+        raise ValueError(f"{d / 'accuracy.csv'} is torn: {len(acc)} rows for {n} trained task(s)"
+                         + (f", summary.json says {done}" if done is not None else "") + f"; {REPAIR}")
+    for name, col in (("metrics.csv", "after_task"), ("costs.csv", "task")):
+        t = tables.get(name)
+        if t is None:
+            continue
+        try:
+            ok = col in t.columns and sorted(t[col].tolist()) == list(range(n)) and not t.isna().all(axis=1).any()
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            got = len(t) if hasattr(t, "__len__") else "?"
+            raise ValueError(f"{d / name} is torn: {got} row(s) for {n} trained task(s); {REPAIR}")
+    return n
+
+
+VARIANT_KEYS = ("tasks", "backbone", "backbone_sha256", "pretrained", "weights_sha256", "first_task_epochs", "first_task_lr",
+                "epochs", "batch_size", "bn_stats", "eval_split", "memory_format", "stream_seed", "stream_hash")
+"""Settings that make two runs of one method different configurations (the seed does not): the
+weights a run started from (by name and by content), the stream's content, the layout, ..."""
 
 
 def _variant(cfg: dict[str, Any]) -> dict[str, str]:
-    out = {k: json.dumps(cfg[k], sort_keys=True) for k in VARIANT_KEYS if k in cfg}
+    flat = dict(cfg)
+    stream = cfg.get("stream")
+    if isinstance(stream, dict):
+        flat["stream_hash"] = stream.get("hash")
+        flat["tasks"] = len(stream.get("tasks") or [])
+    flat.setdefault("memory_format", "auto")  # runs from before the setting existed used today's default layout
+    out = {}
+    for k in VARIANT_KEYS:
+        if k in flat:
+            v = flat[k]
+            out[k] = json.dumps(v[:8] if k.endswith(("sha256", "hash")) and isinstance(v, str) else v, sort_keys=True)
     for k, v in (cfg.get("method_config") or {}).items():
         out[k] = json.dumps(v, sort_keys=True)
     return out

@@ -12,8 +12,12 @@ resumes or refuses, and writes ``config.json``, checkpoints and progress files a
 - **Checkpoints** carry the SHA-256 of their bytes (checked before anything is
   deserialised) and the hash of the configuration that wrote them; the payload is read
   with ``torch.load(weights_only=True)`` only (no code runs from a file).
-- **Threads**: ``config.json`` records ``torch.get_num_threads()``; resuming with another
-  count warns, because results differ between thread counts.
+- **Threads**: ``config.json`` records ``torch.get_num_threads()``; resuming *training* with
+  another count warns and records the mix (``"1+2"``), because results differ between thread
+  counts. Reopening a complete run to read it changes nothing.
+- **Leftovers**: temporary files of a write that was killed (``.checkpoint.pt.*.tmp``, ...)
+  are removed when the run is next opened; a directory a failed run created before it saved
+  anything (only ``config.json``) is removed again, so a rerun with other values is not refused.
 """
 
 from __future__ import annotations
@@ -61,6 +65,15 @@ def config_hash(config: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(canonical(config), sort_keys=True).encode()).hexdigest()
 
 
+def identity(config: Mapping[str, Any], compared: Sequence[str], defaults: Mapping[str, Any] | None = None
+             ) -> dict[str, Any]:
+    """The settings a run directory is tied to: ``config``'s ``compared`` keys, less those in
+    ``defaults`` that hold their default value (settings added to the identity later leave the
+    names and checkpoints of runs made at their default unchanged)."""
+    defaults = defaults or {}
+    return {k: config.get(k) for k in compared if not (k in defaults and config.get(k) == defaults[k])}
+
+
 def default_name(prefix: str, config: Mapping[str, Any]) -> str:
     """A readable prefix plus the first 8 hex digits of the configuration's hash."""
     slug = re.sub(r"[^A-Za-z0-9._+-]", "-", prefix)[: MAX_NAME - 9].strip(".") or "run"
@@ -101,15 +114,18 @@ class RunDir:
     """
 
     def __init__(self, path: str | Path, config: Mapping[str, Any], compared: Sequence[str] | None = None,
-                 what: str = "run", resume: bool = True):
+                 what: str = "run", resume: bool = True, hash_defaults: Mapping[str, Any] | None = None):
         self.path = Path(path)
         self.what = what
         self.resume = resume
         self.config = {**canonical(dict(config)), "threads": _threads()}
         self.compared = list(compared) if compared is not None else [k for k in self.config if k != "threads"]
-        self.hash = config_hash({k: self.config.get(k) for k in self.compared})
+        self.defaults = canonical(dict(hash_defaults or {}))
+        self.hash = config_hash(identity(self.config, self.compared, self.defaults))
         self.config["config_hash"] = self.hash
         self.resumed = False
+        self.created = False
+        self._old_threads: Any = None
         self._lock = None
 
     # ------------------------------------------------------------------ open / close
@@ -137,6 +153,7 @@ class RunDir:
             raise _fs_error(self.path, e, "lock") from e
         self._lock = lock
         try:
+            self._clean_leftovers()
             self._check_or_write_config()
         except BaseException:
             self.close()
@@ -148,10 +165,49 @@ class RunDir:
             self._lock.release()
             self._lock = None
 
+    def discard_if_empty(self) -> bool:
+        """Remove the directory again if this open created it and nothing but ``config.json`` was
+        written (a run that failed before its first checkpoint); True if removed."""
+        if not self.created:
+            return False
+        keep = {"config.json", LOCK}
+        if any(p.name not in keep for p in self.path.iterdir()):
+            return False
+        self.close()
+        for name in keep:
+            (self.path / name).unlink(missing_ok=True)
+        try:
+            self.path.rmdir()
+        except OSError:
+            return False
+        return True
+
+    def _clean_leftovers(self) -> list[Path]:
+        """Temporary files of atomic writes that were killed before their rename (never read)."""
+        stale = [p for p in self.path.glob(".*.tmp") if p.is_file()]
+        stale += [p for sub in ("setups",) if (self.path / sub).is_dir() for p in (self.path / sub).glob(".*.tmp")]
+        for p in stale:
+            p.unlink(missing_ok=True)
+        return stale
+
+    def training(self) -> None:
+        """Called before a resumed run trains again: a thread count other than the one it started
+        with is warned about and recorded as a mix (reading a finished run records nothing)."""
+        old = self._old_threads
+        if old is None or old == self.config["threads"] or str(old).endswith(f"+{self.config['threads']}"):
+            return
+        warnings.warn(f"{self.path}: resuming a run started with {old} thread(s) on {self.config['threads']}; "
+                      "results differ between thread counts, so the finished run mixes both (set OMP_NUM_THREADS "
+                      "/ torch.set_num_threads to match)", ThreadCountWarning, stacklevel=3)
+        stored = json.loads((self.path / "config.json").read_text())
+        self.write_json("config.json", {**stored, "threads": f"{old}+{self.config['threads']}"})
+        self._old_threads = f"{old}+{self.config['threads']}"
+
     def _check_or_write_config(self) -> None:
         cfg_file = self.path / "config.json"
         if not cfg_file.exists():
             self.write_json("config.json", self.config)
+            self.created = True
             return
         try:
             old = json.loads(cfg_file.read_text())
@@ -160,19 +216,14 @@ class RunDir:
         except (OSError, ValueError) as e:
             raise RunDirError(f"{cfg_file} is corrupt ({e}); nothing was changed. Move the directory away or "
                               "choose another run_name/out") from e
-        diff = [k for k in self.compared if old.get(k) != self.config.get(k)]
+        diff = [k for k in self.compared if old.get(k, self.defaults.get(k)) != self.config.get(k)]
         if diff:
             raise RunDirError(f"run directory {str(self.path)!r} holds a {self.what} with a different "
                               f"{', '.join(diff)}; nothing was changed. Choose another run_name or out")
         if not self.resume:
             raise RunDirError(f"run directory {str(self.path)!r} exists and resume=False; choose another run_name or out")
         self.resumed = True
-        if old.get("threads") is not None and old["threads"] != self.config["threads"]:
-            warnings.warn(f"{self.path}: resuming a run started with {old['threads']} thread(s) on "
-                          f"{self.config['threads']}; results differ between thread counts, so the finished run "
-                          "mixes both (set OMP_NUM_THREADS / torch.set_num_threads to match)", ThreadCountWarning,
-                          stacklevel=3)
-            self.write_json("config.json", {**old, "threads": f"{old['threads']}+{self.config['threads']}"})
+        self._old_threads = old.get("threads")
 
     # ------------------------------------------------------------------ files
     def write_text(self, name: str, text: str) -> Path:

@@ -225,5 +225,9 @@ def test_cli_run_and_error_exit(tmp_path):
 def test_divergence_is_reported_not_silently_recorded(tmp_path):
     from cl_lab.train.runner import TrainingDiverged
 
-    with pytest.raises(TrainingDiverged, match="sgd diverged on task 1 .*Lower the learning rate"):
-        cl_lab.run("sgd", "synth-mini", out=str(tmp_path), epochs=1, lr=1e30, progress=False, pretrained=None)
+    # (learning rates are bounded; a huge replay weight still overflows the loss within the first task)
+    with pytest.raises(TrainingDiverged, match="derpp diverged on task 1 .*Lower the learning rate"):
+        cl_lab.run("derpp", "synth-mini", out=str(tmp_path), epochs=1, alpha=1e38, progress=False, pretrained=None)
+    with pytest.raises(TrainingDiverged, match="ewc diverged on task 2 .*keeps every task completed"):
+        cl_lab.run("ewc", "synth-mini", out=str(tmp_path), epochs=1, ewc_lambda=1e38, progress=False, pretrained=None)
+    assert len(list(tmp_path.iterdir())) == 1  # the run that saved task 1 keeps it; the other left nothing

@@ -26,8 +26,8 @@ def test_local_sweep_summarises_seeds_and_reports_a_failed_point(tmp_path):
     assert set(table.method) == {"sgd", "sgd-ll"} and (table.avg_accuracy_count == 2).all()
     sgd = rows[rows.method == "sgd"].avg_accuracy
     np.testing.assert_allclose(table.set_index("method").loc["sgd", "avg_accuracy_mean"], sgd.mean())
-    # a point that fails at run time (a learning rate that diverges) is a row with its error
-    bad = sweep(["sgd"], "synth-mini", seeds=[0], out=str(tmp_path), threads=1, lr=1e6, **TINY)
+    # a point that fails at run time (a replay weight that makes the loss overflow) is a row with its error
+    bad = sweep(["derpp"], "synth-mini", seeds=[0], out=str(tmp_path), threads=1, alpha=1e38, **TINY)
     assert not bad.ok.any() and "diverged" in bad.error.iloc[0]
     with pytest.raises(ConfigError, match="lr=-1"):
         sweep(["sgd"], "synth-mini", seeds=[0], out=str(tmp_path), lr=-1.0, **TINY)

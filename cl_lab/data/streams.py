@@ -174,11 +174,22 @@ def _to_payload(stream: TaskStream) -> dict:
                 **{s: (getattr(t, s).x, getattr(t, s).y) for s in ("train", "val", "test") if getattr(t, s) is not None},
             }
         )
-    return {"version": GENERATOR_VERSION, "name": stream.name, "meta": stream.meta, "tasks": tasks,
-            "hash": stream.content_hash()}
+    return {"version": GENERATOR_VERSION, "revision": STREAM_REVISION.get(stream.name), "name": stream.name,
+            "meta": stream.meta, "tasks": tasks, "hash": stream.content_hash()}
 
 
-def _from_payload(payload: dict) -> TaskStream:
+def _from_payload(payload: dict, name: str | None = None, seed: int | None = None) -> TaskStream:
+    """The stream a cache file holds, after checking it is the one asked for: a file copied over
+    another (another seed, stream or generator version) is refused, whatever its checksum says."""
+    if not isinstance(payload, dict):
+        raise ValueError("not a stream cache")
+    meta = payload.get("meta") if isinstance(payload.get("meta"), dict) else {}
+    found = (payload.get("name"), meta.get("seed"), payload.get("version"), payload.get("revision"))
+    wanted = (name, seed, GENERATOR_VERSION, STREAM_REVISION.get(name)) if name is not None else found
+    if found != wanted:
+        raise ValueError(f"it holds stream {found[0]!r} seed {found[1]!r} (generator {found[2]!r}, revision "
+                         f"{found[3]!r}), not {wanted[0]!r} seed {wanted[1]!r} (generator {wanted[2]!r}, revision "
+                         f"{wanted[3]!r})")
     tasks = []
     for t in payload["tasks"]:
         splits = {s: Split(*t[s]) for s in ("train", "val", "test") if s in t}
@@ -218,7 +229,7 @@ def load_stream(name: str, seed: int = 0, *, cache: bool = True, root: str | Pat
                 cache = False
         if cache and path.exists():
             try:  # the checksum is verified before anything is deserialised; tensors only
-                return _from_payload(read_verified(path))
+                return _from_payload(read_verified(path), name, seed)
             except Exception as e:  # a corrupt or foreign cache entry is regenerated, never trusted
                 warnings.warn(f"cached stream {path} is refused ({e}); regenerating it", stacklevel=2)
         t0 = time.perf_counter()

@@ -13,6 +13,9 @@ Executors:
   GPUs, on a local Ray instance by default or on an existing cluster (``ray_address``,
   e.g. ``"auto"`` on a cluster node). Ray is the optional extra ``cl_lab[scale]``.
 
+A point whose worker process dies (``kill -9``, out of memory) is run once more, then
+becomes a failed row; workers exit with the process that started them (``cl_lab.parallel``).
+
 The torch thread count of every point is set explicitly (default: ``cpus_per_point`` with
 Ray, ``cpu_count // workers`` locally) and recorded in its ``config.json``: results differ
 between thread counts.
@@ -25,7 +28,7 @@ import os
 import time
 from typing import Any, Sequence
 
-EXECUTORS = ("local", "ray")
+from ..parallel import EXECUTORS  # noqa: F401  (re-exported: the executors a sweep accepts)
 
 
 def _point(method: str, stream: str, seed: int, threads: int, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -41,25 +44,24 @@ def _point(method: str, stream: str, seed: int, threads: int, kwargs: dict[str, 
         r = run(method, stream, seed=seed, **kwargs)
         s = r.summary()
         row.update(ok=True, avg_accuracy=s["avg_accuracy"], forgetting=s["forgetting"], bwt=s["bwt"],
-                   run_dir=str(r.run_dir), error="")
+                   run_dir=str(r.run_dir), error="", variant=variant(r.config))
     except Exception as e:  # a failed point is reported, the others go on
         row.update(ok=False, avg_accuracy=float("nan"), forgetting=float("nan"), bwt=float("nan"), run_dir="",
-                   error=f"{type(e).__name__}: {e}")
+                   error=f"{type(e).__name__}: {e}", variant="")
     row["seconds"] = time.perf_counter() - t0
     return row
 
 
-def _check(methods: Sequence[str], seeds: Sequence[int], executor: str, workers: int, kwargs: dict[str, Any]) -> None:
+def _check(methods: Sequence[str], seeds: Sequence[int], executor: str, workers: int, kwargs: dict[str, Any],
+           **executor_kw: Any) -> None:
     from ..config import ConfigError, build
     from ..methods import get_method
+    from ..parallel import check_executor
     from ..train.runner import RunConfig, split_kwargs
 
-    if executor not in EXECUTORS:
-        raise ConfigError(f"sweep: executor={executor!r} is not allowed; choose one of {list(EXECUTORS)}")
+    check_executor(executor, workers, "sweep", **executor_kw)
     if not methods or not seeds:
         raise ConfigError("sweep: give at least one method and one seed")
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ConfigError(f"sweep: workers must be an integer >= 1; got {workers!r}")
     if "seed" in kwargs or "run_name" in kwargs:
         raise ConfigError("sweep: give seeds=[...] and let each point name its run directory (no seed/run_name)")
     for m in methods:  # every point is validated before any runs
@@ -76,21 +78,16 @@ def sweep(methods: Sequence[str], stream: str, seeds: Sequence[int] = (0, 1, 2),
     """Run every (method, seed) point; return a DataFrame with one row per run (see the module docstring)."""
     import pandas as pd
 
+    from ..parallel import run_points
+
     methods, seeds = list(methods), list(seeds)
     kwargs.setdefault("progress", False)
-    _check(methods, seeds, executor, workers, kwargs)
+    _check(methods, seeds, executor, workers, kwargs, ray_address=ray_address, cpus_per_point=cpus_per_point,
+           gpus_per_point=gpus_per_point, threads=threads)
     t = threads or (cpus_per_point if executor == "ray" else _default_threads(workers))
     jobs = [(m, stream, s, t, kwargs) for m, s in itertools.product(methods, seeds)]
-    if executor == "ray":
-        rows = ray_map(_job, jobs, ray_address, cpus_per_point, gpus_per_point)
-    elif workers == 1:
-        rows = [_job(j) for j in jobs]
-    else:
-        import concurrent.futures as cf
-        import multiprocessing
-
-        with cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            rows = list(pool.map(_job, jobs))
+    rows = run_points(_job, jobs, failed=_failed_row, executor=executor, workers=workers, ray_address=ray_address,
+                      cpus_per_point=cpus_per_point, gpus_per_point=gpus_per_point)
     return pd.DataFrame(rows)
 
 
@@ -98,38 +95,33 @@ def _job(job: tuple) -> dict[str, Any]:
     return _point(*job)
 
 
+def _failed_row(job: tuple, error: str) -> dict[str, Any]:
+    method, stream, seed, threads, _kwargs = job
+    return {"method": method, "stream": stream, "seed": seed, "threads": threads, "ok": False,
+            "avg_accuracy": float("nan"), "forgetting": float("nan"), "bwt": float("nan"), "run_dir": "",
+            "error": error, "variant": "", "seconds": float("nan")}
+
+
 def _default_threads(workers: int) -> int:
     return max(1, (os.cpu_count() or 1) // workers)
 
 
-def ray_map(fn, jobs: Sequence[Any], address: str | None, cpus: int, gpus: float) -> list[Any]:
-    """``[fn(job) for job in jobs]``, each call a Ray task with ``cpus`` CPUs and ``gpus`` GPUs.
-
-    Connects to the cluster at ``address`` or starts a local Ray instance (shut down after)."""
-    try:
-        import ray
-    except ImportError as e:
-        from ..config import ConfigError
-
-        raise ConfigError("executor='ray' needs Ray: pip install 'cl_lab[scale]'") from e
-    started = not ray.is_initialized()
-    if started:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                 **({} if address else {"num_cpus": max(cpus, os.cpu_count() or 1)}))
-    try:
-        task = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=0)(fn)
-        return ray.get([task.remote(job) for job in jobs])
-    finally:
-        if started:
-            ray.shutdown()
+def variant(config: dict[str, Any]) -> str:
+    """What separates two configurations of one method beyond its settings: the stream's content and
+    the weights it started from (``stream hash/weights hash``, 8 hex digits each); seeds of one
+    configuration share it, so a weights file replaced between seeds splits the sweep's summary."""
+    stream = config.get("stream") or {}
+    digest = stream.get("hash", "") if isinstance(stream, dict) else ""
+    return f"{str(digest)[:8]}/{str(config.get('weights_sha256') or '-')[:8]}"
 
 
 def summarise(rows) -> Any:
-    """Mean, std and count of the final metrics per method over the runs that finished."""
+    """Mean, std and count of the final metrics per configuration over the runs that finished
+    (runs from different stream contents or weights are never pooled: column ``variant``)."""
     ok = rows[rows.ok]
     if ok.empty:
         return ok
-    g = ok.groupby(["method", "stream"])[["avg_accuracy", "forgetting", "bwt"]]
+    g = ok.groupby(["method", "stream", "variant"])[["avg_accuracy", "forgetting", "bwt"]]
     out = g.agg(["mean", "std", "count"])
     out.columns = [f"{a}_{b}" for a, b in out.columns]
     return out.reset_index()

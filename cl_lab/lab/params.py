@@ -72,9 +72,9 @@ class Quickstart:
     # five synth-10 tasks: large enough that SGD's forgetting and CLR's lack of it stand well above chance
     REPORT: ClassVar[dict] = {"stream": "synth-10", "n_tasks": 5, "methods": ["sgd", "clr"], "epochs": 2}
     stream: str = param("synth-mini", "task stream: see `cl-lab streams`")
-    n_tasks: int | None = param(None, "first n tasks of the stream only (None: all)", ge=1)
+    n_tasks: int | None = param(None, "first n tasks of the stream only (None: all)", ge=1, le=10_000)
     methods: list[str] | str = param(["sgd", "clr"], "methods to compare (a list, or 'all'): see `cl-lab methods`")
-    epochs: int = param(1, "epochs per task", ge=1)
+    epochs: int = param(1, "epochs per task", ge=1, le=1000)
     seed: int = SEED
     out_dir: str = OUT
 
@@ -89,10 +89,10 @@ class TaskStreamParams:
     REPORT: ClassVar[dict] = {"method": "clr", "stream": "synth-10", "n_tasks": 5, "epochs": 2}
     method: str = param("clr", "method name: see `cl-lab methods`")
     stream: str = param("synth-10", "task stream: see `cl-lab streams`")
-    n_tasks: int | None = param(None, "train on the first n tasks only (None: all)", ge=1)
+    n_tasks: int | None = param(None, "train on the first n tasks only (None: all)", ge=1, le=10_000)
     backbone: str = param("resnet8", "backbone architecture")
     hyperparameters: dict = param({}, "method hyperparameters, e.g. {'lr': 0.001}: see `cl-lab methods NAME`")
-    epochs: int = param(4, "epochs per task", ge=1)
+    epochs: int = param(4, "epochs per task", ge=1, le=1000)
     seed: int = SEED
     out_dir: str = OUT
 
@@ -114,10 +114,10 @@ class CLRParams:
     REPORT: ClassVar[dict] = {"stream": "synth-10", "n_tasks": 5, "compare": ["sgd", "ewc", "lwf"], "ablation": True,
                               "epochs": 2}
     stream: str = param("synth-10", "task stream")
-    n_tasks: int | None = param(5, "first n tasks (None: all)", ge=1)
+    n_tasks: int | None = param(5, "first n tasks (None: all)", ge=1, le=10_000)
     compare: list[str] = param(["sgd", "ewc", "lwf"], "methods to compare first-task accuracy with")
     ablation: bool = param(True, "also run CLR on a random frozen backbone and on one trained on task 1")
-    epochs: int = param(2, "epochs per task", ge=1)
+    epochs: int = param(2, "epochs per task", ge=1, le=1000)
     seed: int = SEED
     out_dir: str = OUT
 
@@ -138,7 +138,7 @@ class ResCLParams:
                                        "ResCL L1 shrink budgets (0: no decay, 1: idle alphas reach 0)")
     lwf_alphas: list[float] = param([0.3, 1.0, 3.0], "LwF distillation weights")
     sgd_lrs: list[float] = param([0.001, 0.01], "fine-tuning learning rates")
-    epochs: int = param(2, "epochs per task", ge=1)
+    epochs: int = param(2, "epochs per task", ge=1, le=1000)
     seed: int = SEED
     out_dir: str = param("runs/notebooks", "where the sweep is written", role="runs_out")
 
@@ -159,9 +159,9 @@ class MPNASParams:
     domains: str = param("3", "how many first tasks, or comma-separated task names")
     setups: str = param("mpnas,mpnas-uniform,independent,single-path,multi-head-nas", "which setups to run")
     search_steps: int = param(240, "search steps (each: one weight step per domain, then one controller step per "
-                                   "domain)", ge=1)
-    train_epochs: int = param(4, "phase-2 epochs", ge=1)
-    max_train: int = param(600, "training images per domain", ge=8)
+                                   "domain)", ge=1, le=1_000_000)
+    train_epochs: int = param(4, "phase-2 epochs", ge=1, le=1000)
+    max_train: int = param(600, "training images per domain", ge=8, le=1_000_000)
     abdp_reading: str = param("softmax", "which reading of ABDP: softmax, exp or dtp")
     seed: int = SEED
     out_dir: str = param("runs/notebooks", "where the MDL run directory is written", role="runs_out")
@@ -187,8 +187,8 @@ class BaselinesParams:
                               "bn_stats_methods": ["sgd", "si"]}
     stream: str = param("synth-mini", "task stream")
     methods: list[str] | str = param("all", "'all' (every method but the scratch_methods) or a list of method names")
-    n_tasks: int | None = param(None, "first n tasks only (None: all)", ge=1)
-    epochs: int = param(1, "epochs per task", ge=1)
+    n_tasks: int | None = param(None, "first n tasks only (None: all)", ge=1, le=10_000)
+    epochs: int = param(1, "epochs per task", ge=1, le=1000)
     seed: int = SEED
     bn_stats_methods: list[str] = param(["sgd", "si", "lwf"],
                                         "shared-backbone methods rerun with per-task BN statistics ([] to skip)")
@@ -197,7 +197,7 @@ class BaselinesParams:
     scratch_stream: str = param("synth-10", "stream the scratch_tasks come from")
     scratch_tasks: list[str] = param(["scenes", "art-styles", "aerial"], "tasks of scratch_stream, in order, for "
                                                                           "the from-random-weights comparison")
-    scratch_epochs: int = param(2, "epochs per task from random weights", ge=1)
+    scratch_epochs: int = param(2, "epochs per task from random weights", ge=1, le=1000)
     out_dir: str = OUT
 
     def validate(self) -> None:

@@ -68,20 +68,21 @@ class MDLConfig:
     setups: str = param(",".join(DEFAULT_SETUPS), f"comma-separated setups from {list(SETUPS)}")
     seed: int = param(0, "seed of search, training and data subsampling", ge=0)
     stream_seed: int = param(0, "seed the embedded stream is generated with", ge=0)
-    max_train: int = param(1200, "training images kept per domain", ge=8)
-    val_images: int = param(300, "validation images per domain: one fixed set, scored whole for every reward", ge=8)
-    stem_channels: int = param(16, "stem width", ge=1)
+    max_train: int = param(1200, "training images kept per domain", ge=8, le=1_000_000)
+    val_images: int = param(300, "validation images per domain: one fixed set, scored whole for every reward", ge=8, le=1_000_000)
+    stem_channels: int = param(16, "stem width", ge=1, le=4096)
     stem_stride: int = param(2, "stem stride (2 halves 32x32 inputs, as MobileNet's stem)", ge=1, le=4)
     widths: str = param("24,40,64", "stage widths; each stage halves the resolution")
-    layers_per_stage: int = param(2, "searchable layers per stage", ge=1)
+    layers_per_stage: int = param(2, "searchable layers per stage", ge=1, le=32)
     kernels: str = param("3,5,7", "depthwise kernel sizes of the candidate blocks (odd)")
     expansions: str = param("2,4", "expansion ratios of the candidate blocks")
     domain_bn: bool = param(True, "one BatchNorm per domain in shared blocks (False: one shared by the domains)")
-    search_steps: int = param(300, "search steps (every domain: one weight batch, then one controller update)", ge=1)
+    search_steps: int = param(300, "search steps (every domain: one weight batch, then one controller update)", ge=1,
+                              le=1_000_000)
     warmup_fraction: float = param(0.25, "fraction of the search with the controller learning rate at 0", ge=0, lt=1)
-    batch_size: int = param(32, "training batch size per domain", ge=1)
-    weight_lr: float = param(0.05, "supernet SGD learning rate (cosine decay)", gt=0)
-    controller_lr: float = param(0.2, "controller Adam learning rate (beta1 = 0, as TuNAS)", gt=0)
+    batch_size: int = param(32, "training batch size per domain", ge=1, le=65_536)
+    weight_lr: float = param(0.05, "supernet SGD learning rate (cosine decay)", gt=0, le=10)
+    controller_lr: float = param(0.2, "controller Adam learning rate (beta1 = 0, as TuNAS)", gt=0, le=10)
     baseline_momentum: float = param(0.95, "moving-average reward baseline momentum (TuNAS: 0.95)", ge=0, lt=1)
     cost_beta: float = param(-0.1, "TuNAS absolute reward weight (must be < 0; TuNAS: -0.1)", lt=0)
     cost_target_ratio: float = param(0.5, "cost target as a fraction of the largest path's cost", gt=0)
@@ -93,8 +94,8 @@ class MDLConfig:
     abdp_smoothing: float = param(0.9, "moving-average factor of ABDP's hardness / running accuracy", ge=0, lt=1)
     abdp_gamma: float = param(2.0, "focusing exponent of the dtp reading", ge=0)
     abdp_normalise: bool = param(False, "rescale ABDP weights to sum to the number of domains")
-    train_epochs: int = param(5, "phase-2 epochs (over the largest domain)", ge=1)
-    train_lr: float = param(0.05, "phase-2 SGD learning rate (cosine decay)", gt=0)
+    train_epochs: int = param(5, "phase-2 epochs (over the largest domain)", ge=1, le=1000)
+    train_lr: float = param(0.05, "phase-2 SGD learning rate (cosine decay)", gt=0, le=10)
     single_path_init: str = param("shipped", "single-path backbone start: 'shipped' (the default shipped ResNet-8, as "
                                              "the paper's pretrained backbone), a shipped checkpoint's name or 'scratch'")
 
@@ -288,10 +289,9 @@ def run_mdl(out: str | Path = "runs", run_name: str | None = None, progress: boo
     seeds itself, so a setup's numbers do not depend on ``workers``, only on ``threads``
     (recorded in ``config.json``).
     """
-    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
-        raise ConfigError(f"mdl: workers={workers!r} must be an integer >= 1")
-    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
-        raise ConfigError(f"mdl: threads={threads!r} must be an integer >= 1 or None")
+    from ..parallel import check_executor
+
+    check_executor("local", workers, "mdl", threads=threads)
     cfg = build(MDLConfig, values, where="mdl")
     domains = load_domains(cfg)
     space = cfg.space()
@@ -319,6 +319,16 @@ def _setup_in_worker(name: str, values: dict, threads: int) -> dict[str, Any]:
     torch.set_num_threads(threads)
     cfg = build(MDLConfig, values, where="mdl")
     return _run_setup(name, cfg, cfg.space(), load_domains(cfg), lambda _m: None)
+
+
+def _setup_job(job: tuple) -> dict[str, Any]:
+    return _setup_in_worker(*job)
+
+
+def _setup_here(job: tuple) -> dict[str, Any]:
+    name, cfg, space, domains, log = job
+    log(f"{name}: searching and training on {len(domains)} domains")
+    return _run_setup(name, cfg, space, domains, log)
 
 
 def _run_setups(rd: RunDir, cfg: MDLConfig, space: SearchSpace, domains: list[Task], progress: bool,
@@ -352,24 +362,36 @@ def _run_setups(rd: RunDir, cfg: MDLConfig, space: SearchSpace, domains: list[Ta
             log(f"  CHANCE-LEVEL REWARD: {who} ends at accuracy {c['accuracy_end']:.3f} (chance {c['chance']:.3f}); "
                 "the supernet has not learnt it, so the cost term chose its path")
 
-    if workers > 1 and len(todo) > 1:
-        import concurrent.futures as cf
-        import multiprocessing
+    from ..parallel import PointsFailed, run_points
 
-        values = dataclasses.asdict(cfg)
+    if todo:
+        rd.training()
+
+    if workers > 1 and len(todo) > 1:
         log(f"running {len(todo)} setups on {min(workers, len(todo))} workers x {threads} thread(s)")
-        ctx = multiprocessing.get_context("spawn")
-        with cf.ProcessPoolExecutor(min(workers, len(todo)), mp_context=ctx) as pool:
-            # the longest setups first, so the last one to start is short
-            order = sorted(todo, key=lambda n: ("independent", "mpnas", "mpnas-uniform", "cost-only",
-                                                "multi-head-nas", "single-path").index(n))
-            futures = {pool.submit(_setup_in_worker, n, values, threads): n for n in order}
-            for fut in cf.as_completed(futures):
-                save(futures[fut], fut.result())
+        # the longest setups first, so the last one to start is short
+        todo = sorted(todo, key=lambda n: ("independent", "mpnas", "mpnas-uniform", "cost-only",
+                                           "multi-head-nas", "single-path").index(n))
+        values = dataclasses.asdict(cfg)
+        jobs = [(n, values, threads) for n in todo]
+        fn, job_workers = _setup_job, min(workers, len(todo))
     else:
-        for name in todo:
-            log(f"{name}: searching and training on {len(domains)} domains")
-            save(name, _run_setup(name, cfg, space, domains, log))
+        jobs = [(n, cfg, space, domains, log) for n in todo]
+        fn, job_workers = _setup_here, 1
+    failures: list[str] = []
+
+    def collect(result: dict) -> None:
+        if "error" in result:
+            failures.append(f"{result['setup']}: {result['error']}")
+            log(f"{result['setup']}: FAILED: {result['error']}")
+        else:
+            save(result["setup"], result)
+
+    run_points(fn, jobs, failed=lambda job, error: {"setup": job[0], "error": error}, workers=job_workers,
+               on_result=collect)
+    if failures:
+        raise PointsFailed(f"mdl: {len(failures)} setup(s) failed ({'; '.join(failures)}); the finished ones are "
+                           f"saved in {run_dir}/setups and a rerun skips them")
     _write_tables(rd, space, [finished[n] for n in cfg.setup_list()])
     return run_dir
 

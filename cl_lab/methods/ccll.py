@@ -49,9 +49,9 @@ from .registry import register
 
 @dataclass
 class CCLLConfig(OptimConfig):
-    lr: float = param(1e-3, "learning rate", gt=0)
+    lr: float = param(1e-3, "learning rate", gt=0, le=10)
     optimizer: Literal["sgd", "adam"] = param("adam", "optimiser")
-    spatial_kernel: int = param(3, "kernel size of the spatial calibration conv (odd)", ge=1)
+    spatial_kernel: int = param(3, "kernel size of the spatial calibration conv (odd)", ge=1, le=31)
     gate: Literal["2sigmoid", "sigmoid"] = param("2sigmoid", "CCM gate: '2sigmoid' starts at the identity, "
                                                              "'sigmoid' is the paper's plain gate")
 

@@ -42,7 +42,7 @@ from .registry import register
 
 @dataclass
 class CLRConfig(OptimConfig):
-    lr: float = param(1e-3, "learning rate (authors' code: Adam 1e-3)", gt=0)
+    lr: float = param(1e-3, "learning rate (authors' code: Adam 1e-3)", gt=0, le=10)
     optimizer: Literal["sgd", "adam"] = param("adam", "optimiser (authors' code: Adam)")
     variant: Literal["clr", "full"] = param("clr", "'clr': CLR after convs with k > 1; 'full': after every conv")
     l2: float = param(1e-5, "L2 penalty on the task's CLR, BN and head parameters (authors' lambda)", ge=0)

@@ -43,7 +43,7 @@ from .registry import register
 
 @dataclass
 class ConFiTConfig(OptimConfig):
-    lr: float = param(0.01, "learning rate (authors' code: SGD 1e-2)", gt=0)
+    lr: float = param(0.01, "learning rate (authors' code: SGD 1e-2)", gt=0, le=10)
     momentum: float = param(0.0, "SGD momentum (authors' code: none)", ge=0, lt=1)
     head_fraction: float = param(0.2, "fraction of each task's epochs that train the head only", ge=0, le=1)
     bn_fraction: float = param(0.5, "fraction of the epochs before every weight trains (head + BN until then)",

@@ -24,10 +24,10 @@ from .registry import register
 
 @dataclass
 class DERPPConfig(OptimConfig):
-    lr: float = param(0.03, "learning rate (authors: 0.03 with SGD)", gt=0)
+    lr: float = param(0.03, "learning rate (authors: 0.03 with SGD)", gt=0, le=10)
     momentum: float = param(0.0, "SGD momentum (authors: none)", ge=0, lt=1)
-    buffer_size: int = param(200, "examples kept in the buffer", ge=1)
-    replay_batch_size: int = param(32, "size of each of the two buffer samples per step", ge=1)
+    buffer_size: int = param(200, "examples kept in the buffer", ge=1, le=1_000_000)
+    replay_batch_size: int = param(32, "size of each of the two buffer samples per step", ge=1, le=65_536)
     alpha: float = param(0.1, "weight of the logit-matching (MSE) term", ge=0)
     beta: float = param(0.5, "weight of the buffer cross-entropy term", ge=0)
 

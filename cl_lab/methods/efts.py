@@ -42,10 +42,10 @@ from .registry import register
 
 @dataclass
 class EFTsConfig(OptimConfig):
-    lr: float = param(0.01, "learning rate", gt=0)
-    spatial_group_size: int = param(8, "channels per group of the k x k group-wise conv (authors: 8)", ge=1)
-    point_group_size: int = param(16, "channels per group of the point-wise conv (authors: 16)", ge=1)
-    kernel: int = param(3, "kernel size of the group-wise conv (odd)", ge=1)
+    lr: float = param(0.01, "learning rate", gt=0, le=10)
+    spatial_group_size: int = param(8, "channels per group of the k x k group-wise conv (authors: 8)", ge=1, le=4096)
+    point_group_size: int = param(16, "channels per group of the point-wise conv (authors: 16)", ge=1, le=4096)
+    kernel: int = param(3, "kernel size of the group-wise conv (odd)", ge=1, le=31)
     gamma: float = param(1.0, "weight of the point-wise branch (0 drops it)", ge=0)
     all_convs: bool = param(True, "transform every conv, 1x1 shortcuts included (authors); False: only k > 1")
     bias: bool = param(True, "bias in both transform convs (authors)")

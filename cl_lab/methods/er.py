@@ -22,8 +22,8 @@ from .registry import register
 
 @dataclass
 class ERConfig(OptimConfig):
-    buffer_size: int = param(200, "examples kept in the replay buffer", ge=1)
-    replay_batch_size: int = param(32, "replayed examples per step", ge=1)
+    buffer_size: int = param(200, "examples kept in the replay buffer", ge=1, le=1_000_000)
+    replay_batch_size: int = param(32, "replayed examples per step", ge=1, le=65_536)
 
 
 @register

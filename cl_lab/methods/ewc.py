@@ -46,10 +46,10 @@ from .registry import register
 
 @dataclass
 class EWCConfig(OptimConfig):
-    lr: float = param(1e-3, "learning rate (chosen on validation data with lambda; see the module docstring)", gt=0)
+    lr: float = param(1e-3, "learning rate (chosen on validation data with lambda; see the module docstring)", gt=0, le=10)
     ewc_lambda: float = param(100.0, "strength lambda of the quadratic penalty", ge=0)
     fisher: Literal["empirical", "true"] = param("empirical", "labels for the Fisher: data ('empirical') or sampled")
-    fisher_samples: int = param(256, "training examples used to estimate the Fisher", ge=1)
+    fisher_samples: int = param(256, "training examples used to estimate the Fisher", ge=1, le=1_000_000)
 
 
 def fisher_diagonal(method: Method, task: Task, task_id: int, n: int, kind: str) -> dict[str, Tensor]:

@@ -47,8 +47,8 @@ class LwFConfig(OptimConfig):
     temperature: float = param(2.0, "distillation temperature T", gt=0)
     reduction: Literal["sum", "mean"] = param("sum", "combine the old tasks' terms by sum (paper) or mean")
     warmup_epochs: int = param(2, "epochs of training the new head alone on frozen features first (paper's "
-                                  "warm-up; 0 disables)", ge=0)
-    warmup_lr: float = param(0.05, "SGD learning rate of the warm-up", gt=0)
+                                  "warm-up; 0 disables)", ge=0, le=1000)
+    warmup_lr: float = param(0.05, "SGD learning rate of the warm-up", gt=0, le=10)
 
 
 def distillation(student: Tensor, teacher: Tensor, temperature: float) -> Tensor:

@@ -38,7 +38,7 @@ from .registry import register
 
 @dataclass
 class RCMConfig(OptimConfig):
-    lr: float = param(1e-3, "learning rate", gt=0)
+    lr: float = param(1e-3, "learning rate", gt=0, le=10)
     optimizer: Literal["sgd", "adam"] = param("adam", "optimiser")
     bank: Literal["svd", "weights"] = param("svd", "filter bank: orthonormal SVD filters (paper) or the conv weights")
 

@@ -34,7 +34,7 @@ from .registry import register
 
 @dataclass
 class SIConfig(OptimConfig):
-    lr: float = param(1e-3, "learning rate (the paper: Adam 1e-3)", gt=0)
+    lr: float = param(1e-3, "learning rate (the paper: Adam 1e-3)", gt=0, le=10)
     optimizer: Literal["sgd", "adam"] = param("adam", "optimiser (the paper: Adam)")
     c: float = param(10.0, "strength c of the surrogate loss (paper: 0.1; chosen on validation data, see the "
                            "module docstring)", ge=0)

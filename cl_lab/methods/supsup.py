@@ -33,7 +33,7 @@ from .registry import register
 
 @dataclass
 class SupSupConfig(OptimConfig):
-    lr: float = param(0.1, "learning rate on the scores (edge-popup: SGD 0.1)", gt=0)
+    lr: float = param(0.1, "learning rate on the scores (edge-popup: SGD 0.1)", gt=0, le=10)
     density: float = param(0.5, "fraction of each layer's weights a task's mask keeps", gt=0, le=1)
     init: Literal["signed-constant", "given"] = param("signed-constant", "fixed weights: signed constant or as loaded")
 

@@ -204,6 +204,23 @@ def build_backbone(name: str | nn.Module, image_shape: tuple[int, int, int] = (3
     return BACKBONES[name]()
 
 
+def module_digest(module: nn.Module) -> str:
+    """SHA-256 of a module's structure (its ``repr``: layers, shapes, options) and of every tensor in
+    its state dict (names, dtypes, shapes, values): two modules share it only if they compute the
+    same function from the same weights."""
+    import hashlib
+
+    h = hashlib.sha256(f"{type(module).__module__}.{type(module).__qualname__}\n{module!r}".encode())
+    for name, t in sorted(module.state_dict().items()):
+        t = t.detach().to("cpu").contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        try:
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        except (RuntimeError, TypeError):  # dtypes without a byte view: their printed values
+            h.update(repr(t.tolist()).encode())
+    return h.hexdigest()
+
+
 def count_params(module: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
 

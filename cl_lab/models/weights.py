@@ -38,7 +38,15 @@ class WeightsError(ValueError):
 def shipped_checkpoints() -> dict[str, dict[str, Any]]:
     if not MANIFEST.exists():
         return {}
-    return json.loads(MANIFEST.read_text())
+    try:
+        entries = json.loads(MANIFEST.read_text())
+        if not isinstance(entries, dict) or not all(isinstance(e, dict) and {"arch", "file", "sha256"} <= set(e)
+                                                    for e in entries.values()):
+            raise ValueError("not a mapping of checkpoint name -> {arch, file, sha256, ...}")
+    except (OSError, ValueError) as e:
+        raise WeightsError(f"the shipped checkpoint manifest {MANIFEST} is invalid ({e}); reinstall cl_lab or "
+                           "restore the file from the repository") from None
+    return entries
 
 
 def default_checkpoint(arch: str) -> str | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 import platform
 import random
 import re
@@ -22,9 +23,42 @@ from ..data.streams import load_stream
 from ..data.task import Task, TaskStream
 from ..methods import Method, StreamInfo, get_method
 from ..methods.base import TrainPlan, fit_on_task
-from ..models.backbones import BACKBONES, Backbone, build_backbone
+from ..models.backbones import BACKBONES, Backbone, build_backbone, module_digest
 from ..models.weights import default_checkpoint, load_weights, shipped_checkpoints
-from ..rundir import MAX_SEED, RunDir, check_out_dir, check_run_name, default_name
+from ..rundir import MAX_SEED, RunDir, check_out_dir, check_run_name, default_name, identity
+
+MAX_EPOCHS = 1000
+MAX_BATCH = 65536
+MAX_TASKS = 10_000
+MAX_WEIGHTS_BYTES = 8 << 30
+"""Upper bounds of the runner's sizes and counts (a typo such as ``epochs=1e9`` is an error, not a
+run that never ends); stated in the error."""
+
+
+def check_pretrained(pretrained: str | None) -> None:
+    """``pretrained`` is a keyword, a shipped checkpoint's name or a readable regular weights file of
+    at most 8 GiB; anything else (an empty string, a directory, a device such as ``/dev/zero``) is a
+    one-line error before any work."""
+    if pretrained in (None, "auto", "shipped", "first-task") or pretrained in shipped_checkpoints():
+        return
+    allowed = (f"'auto', 'shipped', 'first-task', None, a shipped checkpoint {sorted(shipped_checkpoints())} "
+               "or a weights file")
+    if not pretrained or not pretrained.strip():
+        raise ConfigError(f"run: pretrained={pretrained!r} is empty; use {allowed}")
+    path = Path(pretrained).expanduser()
+    if not path.exists():
+        raise ConfigError(f"run: pretrained={pretrained!r} is neither {allowed} that exists")
+    if path.is_dir():
+        raise ConfigError(f"run: pretrained={pretrained!r} is a directory; give the weights file inside it")
+    if not path.is_file():
+        raise ConfigError(f"run: pretrained={pretrained!r} is not a regular file (a device or a pipe); give a "
+                          "weights file")
+    size = path.stat().st_size
+    if size > MAX_WEIGHTS_BYTES:
+        raise ConfigError(f"run: pretrained={pretrained!r} is {size / 2**30:.1f} GiB; weights files up to "
+                          f"{MAX_WEIGHTS_BYTES >> 30} GiB are allowed")
+    if not os.access(path, os.R_OK):
+        raise ConfigError(f"run: pretrained={pretrained!r} is not readable by this user")
 
 
 class TrainingDiverged(FloatingPointError):
@@ -40,15 +74,16 @@ class RunConfig:
         "auto", "'auto' (the default shipped checkpoint when the method wants one and one exists), 'shipped' (that "
         "checkpoint), a shipped checkpoint's name, a weights file path, 'first-task' (trained on the stream's first "
         "task, then frozen for frozen-backbone methods) or None (random init)")
-    first_task_epochs: int = param(8, "epochs of whole-backbone training when pretrained='first-task'", ge=1)
-    first_task_lr: float = param(0.05, "SGD learning rate of that training", gt=0)
+    first_task_epochs: int = param(8, "epochs of whole-backbone training when pretrained='first-task'", ge=1,
+                                   le=MAX_EPOCHS)
+    first_task_lr: float = param(0.05, "SGD learning rate of that training", gt=0, le=10)
     weights_kind: Literal["auto", "torchvision", "dino", "swav", "cl_lab"] = param("auto", "format of a weights file")
-    epochs: int = param(4, "training epochs per task", ge=1)
-    batch_size: int = param(32, "training mini-batch size", ge=2)
-    eval_batch_size: int = param(512, "evaluation batch size", ge=1)
+    epochs: int = param(4, "training epochs per task", ge=1, le=MAX_EPOCHS)
+    batch_size: int = param(32, "training mini-batch size", ge=2, le=MAX_BATCH)
+    eval_batch_size: int = param(512, "evaluation batch size", ge=1, le=MAX_BATCH)
     seed: int = param(0, "seeds Python, NumPy, torch, initialisation and data order", ge=0, le=MAX_SEED)
     stream_seed: int = param(0, "seed of the embedded stream's content (fixed so seeds share data)", ge=0, le=MAX_SEED)
-    n_tasks: int | None = param(None, "train only the first n tasks of the stream", ge=1)
+    n_tasks: int | None = param(None, "train only the first n tasks of the stream", ge=1, le=MAX_TASKS)
     device: str = param("auto", "'auto' (CUDA when present), 'cpu', 'cuda' or 'cuda:N'")
     amp: bool = param(False, "bfloat16 autocast (CUDA only)")
     memory_format: Literal["auto", "channels_last", "contiguous"] = param(
@@ -68,8 +103,11 @@ class RunConfig:
             raise ConfigError(f"run: device={self.device!r} is not allowed; use 'auto', 'cpu', 'cuda' or 'cuda:N'")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise ConfigError(f"run: device={self.device!r} but CUDA is not available here; use 'auto' or 'cpu'")
+        if self.amp and resolve_device(self.device).type != "cuda":
+            raise ConfigError("run: amp=True needs a CUDA device; this run would use the CPU")
         if self.run_name is not None:
             check_run_name(self.run_name)
+        check_pretrained(self.pretrained)
 
 
 @dataclass
@@ -150,8 +188,11 @@ def _stream_record(stream: TaskStream) -> dict[str, Any]:
 
 
 COMPARED = ("method", "method_config", "backbone", "pretrained", "weights_sha256", "first_task_epochs", "first_task_lr",
-            "epochs", "batch_size", "seed", "stream", "bn_stats", "eval_split")
+            "epochs", "batch_size", "seed", "stream", "bn_stats", "eval_split", "memory_format", "backbone_sha256")
 """The settings a run directory is tied to: resuming with any of them changed is refused."""
+IDENTITY_DEFAULTS = {"memory_format": "auto", "backbone_sha256": None}
+"""Identity settings added after runs existed: at these values they leave a run's name and checkpoint
+hash as before (a built-in backbone by name has no digest; its start is fixed by the seed)."""
 
 
 @torch.inference_mode()
@@ -289,12 +330,6 @@ def run(method: str = "sgd", stream: str | TaskStream = "synth-10", *, backbone:
         run_kw["backbone"] = type(user_module).__name__
     cfg: RunConfig = build(RunConfig, run_kw, "run")
     mcfg = build(method_cls.Config, method_kw, method_cls.name)
-    if cfg.amp and resolve_device(cfg.device).type != "cuda":
-        raise ConfigError("run: amp=True needs a CUDA device; this run would use the CPU")
-    if cfg.pretrained not in (None, "auto", "shipped", "first-task") and not Path(cfg.pretrained).expanduser().exists() \
-            and cfg.pretrained not in shipped_checkpoints():
-        raise ConfigError(f"run: pretrained={cfg.pretrained!r} is neither 'auto', 'shipped', 'first-task', None, a shipped "
-                          f"checkpoint {sorted(shipped_checkpoints())} nor an existing file")
     out = Path(cfg.out).expanduser()
     check_out_dir(out)
 
@@ -326,16 +361,22 @@ def run(method: str = "sgd", stream: str | TaskStream = "synth-10", *, backbone:
         **{k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("run_name",)},
         "pretrained": pretrained,
         "weights_sha256": weights_digest(pretrained),
+        # a user's module is identified by its structure and initial weights, not its class name
+        "backbone_sha256": module_digest(user_module) if user_module is not None else None,
         "stream": _stream_record(ts),
         "device": str(device),
         "threads": torch.get_num_threads(),
         "versions": {"cl_lab": __version__, "torch": torch.__version__, "python": platform.python_version()},
     }
     run_name = cfg.run_name or default_name(f"{ts.name}_{method_cls.name}_{run_kw['backbone']}_seed{cfg.seed}",
-                                            {k: resolved[k] for k in COMPARED})
+                                            identity(resolved, COMPARED, IDENTITY_DEFAULTS))
     resolved["run_name"] = run_name
-    with RunDir(out / run_name, resolved, COMPARED, resume=cfg.resume) as rd:
-        return _train_stream(rd, ts, method_cls, mcfg, cfg, bb, pretrained, device)
+    with RunDir(out / run_name, resolved, COMPARED, resume=cfg.resume, hash_defaults=IDENTITY_DEFAULTS) as rd:
+        try:
+            return _train_stream(rd, ts, method_cls, mcfg, cfg, bb, pretrained, device)
+        except BaseException:
+            rd.discard_if_empty()  # failed before its first checkpoint: leave no directory behind
+            raise
 
 
 def check_input(backbone: Backbone, ts: TaskStream) -> None:
@@ -421,6 +462,7 @@ def _train_stream(rd: RunDir, ts: TaskStream, method_cls: type[Method], mcfg: An
         write_progress(rd, R[: start], names, costs, _summary(R, start, len(ts), costs))
     if start >= len(ts):
         return RunResult(run_dir, R, resolved, names)
+    rd.training()
     for i in _bar(range(start, len(ts)), cfg.progress, desc=f"{method_cls.name} on {ts.name}", initial=start,
                   total=len(ts)):
         task = ts[i]
