@@ -1,20 +1,80 @@
-"""The on-disk results format: one directory per run, tidy CSVs, atomic writes.
+"""The on-disk results format, writers and readers together: one directory per run, tidy CSVs.
 
-A run directory holds ``config.json`` (the fully resolved config), ``accuracy.csv`` (the
-accuracy matrix in long form), ``metrics.csv`` (per-task summary metrics), ``costs.csv``
-(parameter, compute and time cost per task), ``summary.json`` (status and final metrics)
-and ``checkpoint.pt`` (resume point). ``load(root)`` reads every run under ``root``.
+The runner writes a run's progress through ``write_progress`` (each file atomically, through
+the run's ``RunDir``); everything that reads results (``RunResult``, ``load``, the dashboards,
+the notebooks, ``cl-lab summary``) reads through the functions here. A run directory holds
+``config.json`` (the fully resolved config), ``accuracy.csv`` (the accuracy matrix in long
+form), ``metrics.csv`` (per-task summary metrics), ``costs.csv`` (parameter, compute and
+time cost per task), ``summary.json`` (status and final metrics) and ``checkpoint.pt``
+(resume point). ``load(root)`` reads every run under ``root``.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
 FILES = ("config.json", "accuracy.csv", "metrics.csv", "costs.csv", "summary.json")
+
+
+# ----------------------------------------------------------------------------- writing
+
+def _csv(rows: list[dict[str, Any]]) -> str:
+    import pandas as pd
+
+    return pd.DataFrame(rows).to_csv(index=False)
+
+
+def accuracy_rows(R: np.ndarray, task_names: Sequence[str]) -> list[dict[str, Any]]:
+    """The accuracy matrix in long form: one row per (after_task, task) of its lower triangle."""
+    rows = []
+    for i in range(R.shape[0]):
+        for j in range(i + 1):
+            rows.append({"after_task": i, "after_task_name": task_names[i], "task": j,
+                         "task_name": task_names[j], "accuracy": float(R[i, j])})
+    return rows
+
+
+def summary_record(R: np.ndarray, n_tasks: int, costs: list[dict[str, Any]]) -> dict[str, Any]:
+    """``summary.json``: status, tasks done and final metrics of the rows of ``R`` trained so far."""
+    from . import metrics as M
+
+    done = R.shape[0]
+    return {"status": "complete" if done == n_tasks else "running", "completed_tasks": done, "tasks": n_tasks,
+            "avg_accuracy": float(M.average_accuracy(R)[-1]), "bwt": M.bwt(R), "forgetting": M.forgetting(R),
+            "train_seconds": float(sum(r["train_seconds"] for r in costs))}
+
+
+def write_progress(rd: Any, R: np.ndarray, task_names: Sequence[str], costs: list[dict[str, Any]],
+                   n_tasks: int) -> None:
+    """Write accuracy, metrics, costs and summary for the ``len(R)`` tasks trained so far, each
+    atomically through the run's ``RunDir`` (``summary.json`` last: it says how far the others go)."""
+    from . import metrics
+
+    rd.write_text("accuracy.csv", _csv(accuracy_rows(R, task_names)))
+    table = metrics.per_task_table(R)
+    for row in table:
+        row["after_task_name"] = task_names[row["after_task"]]
+    rd.write_text("metrics.csv", _csv(table))
+    rd.write_text("costs.csv", _csv(costs))
+    rd.write_json("summary.json", summary_record(R, n_tasks, costs))
+
+
+# ----------------------------------------------------------------------------- reading
+
+def read_table(run_dir: str | Path, name: str):
+    """One CSV of a run directory as a DataFrame (``accuracy.csv``, ``metrics.csv``, ``costs.csv``)."""
+    import pandas as pd
+
+    return pd.read_csv(Path(run_dir) / name)
+
+
+def task_names(run_dir: str | Path) -> list[str]:
+    """The names of the run's tasks, in stream order."""
+    return [t["name"] for t in read_config(run_dir)["stream"]["tasks"]]
 
 
 def read_config(run_dir: str | Path) -> dict[str, Any]:
@@ -137,13 +197,31 @@ def _variant(cfg: dict[str, Any]) -> dict[str, str]:
     return out
 
 
+IMPLIED_BY = {"weights_sha256": ("pretrained",), "backbone_sha256": ("backbone",), "stream_hash": ("tasks", "stream_seed")}
+"""A digest left out of a label where the setting it follows from already tells the runs apart
+(``pretrained=a`` vs ``b`` needs no weights hash; the same file name with two contents does)."""
+
+
+def _explained_away(variants: list[dict[str, str]], names: list[str]) -> list[str]:
+    keep = []
+    for name in names:
+        parents = IMPLIED_BY.get(name)
+        if parents:
+            pairs = {(tuple(v.get(p) for p in parents), v.get(name)) for v in variants}
+            if len(pairs) == len({parent for parent, _ in pairs}):
+                continue
+        keep.append(name)
+    return keep
+
+
 def _config_labels(keys: list[tuple[str, str]], variants: list[dict[str, str]]) -> list[str]:
     """For runs keyed (method, stream): the method, plus every setting that differs between that method's
     runs on that stream, e.g. ``clr (pretrained=null)``; seeds of one configuration share a label."""
     groups: dict[tuple[str, str], list[dict[str, str]]] = {}
     for key, v in zip(keys, variants):
         groups.setdefault(key, []).append(v)
-    differing = {key: sorted({name for v in vs for name in v if any(w.get(name) != v[name] for w in vs)})
+    differing = {key: _explained_away(vs, sorted({name for v in vs for name in v
+                                                  if any(w.get(name) != v[name] for w in vs)}))
                  for key, vs in groups.items()}
     labels = []
     for (method, stream), v in zip(keys, variants):

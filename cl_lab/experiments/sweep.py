@@ -31,17 +31,19 @@ from typing import Any, Sequence
 from ..parallel import EXECUTORS  # noqa: F401  (re-exported: the executors a sweep accepts)
 
 
-def _point(method: str, stream: str, seed: int, threads: int, kwargs: dict[str, Any]) -> dict[str, Any]:
-    """One run; never raises (a failure is a row with its error)."""
+def _point(plan: Any, threads: int) -> dict[str, Any]:
+    """One prepared run; never raises (a failure is a row with its error)."""
     import torch
 
     torch.set_num_threads(threads)
-    from ..train.runner import run
+    from ..train.runner import execute
 
     t0 = time.perf_counter()
-    row: dict[str, Any] = {"method": method, "stream": stream, "seed": seed, "threads": threads}
+    cfg = plan.config
+    row: dict[str, Any] = {"method": plan.name, "stream": _stream_name(plan.stream), "seed": cfg.seed,
+                           "threads": threads}
     try:
-        r = run(method, stream, seed=seed, **kwargs)
+        r = execute(plan)
         s = r.summary()
         row.update(ok=True, avg_accuracy=s["avg_accuracy"], forgetting=s["forgetting"], bwt=s["bwt"],
                    run_dir=str(r.run_dir), error="", variant=variant(r.config))
@@ -52,24 +54,20 @@ def _point(method: str, stream: str, seed: int, threads: int, kwargs: dict[str, 
     return row
 
 
-def _check(methods: Sequence[str], seeds: Sequence[int], executor: str, workers: int, kwargs: dict[str, Any],
-           **executor_kw: Any) -> None:
-    from ..config import ConfigError, build
-    from ..methods import get_method
-    from ..parallel import check_executor
-    from ..train.runner import RunConfig, split_kwargs
+def _stream_name(stream: Any) -> str:
+    return stream if isinstance(stream, str) else getattr(stream, "name", str(stream))
 
-    check_executor(executor, workers, "sweep", **executor_kw)
+
+def plan_points(methods: Sequence[str], stream: Any, seeds: Sequence[int], kwargs: dict[str, Any]) -> list[Any]:
+    """Every (method, seed) point prepared, so a bad value fails before any point runs."""
+    from ..config import ConfigError
+    from ..train.runner import prepare
+
     if not methods or not seeds:
         raise ConfigError("sweep: give at least one method and one seed")
     if "seed" in kwargs or "run_name" in kwargs:
         raise ConfigError("sweep: give seeds=[...] and let each point name its run directory (no seed/run_name)")
-    for m in methods:  # every point is validated before any runs
-        cls = get_method(m)
-        run_kw, method_kw = split_kwargs(cls, kwargs)
-        for s in seeds:
-            build(RunConfig, {**run_kw, "seed": s}, "run")
-        build(cls.Config, method_kw, cls.name)
+    return [prepare(m, stream, seed=s, **kwargs) for m, s in itertools.product(methods, seeds)]
 
 
 def sweep(methods: Sequence[str], stream: str, seeds: Sequence[int] = (0, 1, 2), *, executor: str = "local",
@@ -78,16 +76,15 @@ def sweep(methods: Sequence[str], stream: str, seeds: Sequence[int] = (0, 1, 2),
     """Run every (method, seed) point; return a DataFrame with one row per run (see the module docstring)."""
     import pandas as pd
 
-    from ..parallel import run_points
+    from ..parallel import check_executor, run_points
 
-    methods, seeds = list(methods), list(seeds)
     kwargs.setdefault("progress", False)
-    _check(methods, seeds, executor, workers, kwargs, ray_address=ray_address, cpus_per_point=cpus_per_point,
-           gpus_per_point=gpus_per_point, threads=threads)
+    check_executor(executor, workers, "sweep", ray_address=ray_address, cpus_per_point=cpus_per_point,
+                   gpus_per_point=gpus_per_point, threads=threads)
+    plans = plan_points(list(methods), stream, list(seeds), kwargs)
     t = threads or (cpus_per_point if executor == "ray" else _default_threads(workers))
-    jobs = [(m, stream, s, t, kwargs) for m, s in itertools.product(methods, seeds)]
-    rows = run_points(_job, jobs, failed=_failed_row, executor=executor, workers=workers, ray_address=ray_address,
-                      cpus_per_point=cpus_per_point, gpus_per_point=gpus_per_point)
+    rows = run_points(_job, [(p, t) for p in plans], failed=_failed_row, executor=executor, workers=workers,
+                      ray_address=ray_address, cpus_per_point=cpus_per_point, gpus_per_point=gpus_per_point)
     return pd.DataFrame(rows)
 
 
@@ -96,9 +93,9 @@ def _job(job: tuple) -> dict[str, Any]:
 
 
 def _failed_row(job: tuple, error: str) -> dict[str, Any]:
-    method, stream, seed, threads, _kwargs = job
-    return {"method": method, "stream": stream, "seed": seed, "threads": threads, "ok": False,
-            "avg_accuracy": float("nan"), "forgetting": float("nan"), "bwt": float("nan"), "run_dir": "",
+    plan, threads = job
+    return {"method": plan.name, "stream": _stream_name(plan.stream), "seed": plan.config.seed, "threads": threads,
+            "ok": False, "avg_accuracy": float("nan"), "forgetting": float("nan"), "bwt": float("nan"), "run_dir": "",
             "error": error, "variant": "", "seconds": float("nan")}
 
 

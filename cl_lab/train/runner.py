@@ -11,15 +11,15 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from torch import nn
 
-from .. import __version__
+from .. import __version__, results
 from ..config import ConfigError, build, param
-from ..data.streams import load_stream
+from ..data.streams import embedded_task_names, load_stream, stream_names
 from ..data.task import Task, TaskStream
 from ..methods import Method, StreamInfo, get_method
 from ..methods.base import TrainPlan, fit_on_task
@@ -121,15 +121,11 @@ class RunResult:
 
     @property
     def metrics(self):
-        import pandas as pd
-
-        return pd.read_csv(self.run_dir / "metrics.csv")
+        return results.read_table(self.run_dir, "metrics.csv")
 
     @property
     def costs(self):
-        import pandas as pd
-
-        return pd.read_csv(self.run_dir / "costs.csv")
+        return results.read_table(self.run_dir, "costs.csv")
 
     def summary(self) -> dict[str, Any]:
         from .. import metrics as M
@@ -311,14 +307,30 @@ def weights_digest(pretrained: str | None) -> str | None:
     return sha256_file(Path(pretrained).expanduser())
 
 
-def run(method: str = "sgd", stream: str | TaskStream = "synth-10", *, backbone: str | nn.Module = "resnet8",
-        **kwargs: Any) -> RunResult:
-    """Train ``method`` over ``stream`` and write a run directory; resumes an interrupted run.
+@dataclass(frozen=True)
+class RunPlan:
+    """A run, fully validated and not started: what ``prepare`` returns and ``execute`` carries out.
 
-    Keyword arguments are runner parameters (see ``RunConfig``) or the method's own
-    hyperparameters (see ``get_method(name).Config``). Everything is validated before
-    any data is generated or any file is written.
-    """
+    Every check on the way in (runner settings, the method's hyperparameters, backbone, stream,
+    task count, weights) has passed when a plan exists, so callers that start many runs (the
+    CLI, sweeps, tuning, notebooks) validate each once, before any of them trains. A plan is
+    picklable: a sweep ships plans to its workers."""
+
+    method: type[Method]
+    config: RunConfig
+    method_config: Any
+    stream: str | TaskStream
+    backbone_module: nn.Module | None = None
+
+    @property
+    def name(self) -> str:
+        return self.method.name
+
+
+def prepare(method: str = "sgd", stream: str | TaskStream = "synth-10", *, backbone: str | nn.Module = "resnet8",
+            **kwargs: Any) -> RunPlan:
+    """Validate a run without starting it: one-line ``ConfigError``s for anything wrong, no data
+    generated, no file written. ``execute(plan)`` then trains."""
     method_cls = get_method(method)
     run_kw, method_kw = split_kwargs(method_cls, kwargs)
     user_module = backbone if isinstance(backbone, nn.Module) else None
@@ -330,15 +342,37 @@ def run(method: str = "sgd", stream: str | TaskStream = "synth-10", *, backbone:
         run_kw["backbone"] = type(user_module).__name__
     cfg: RunConfig = build(RunConfig, run_kw, "run")
     mcfg = build(method_cls.Config, method_kw, method_cls.name)
+    if isinstance(stream, str):
+        known = embedded_task_names(stream)
+        if known is None and stream not in stream_names():
+            load_stream(stream)  # the stream registry's one-line error for an unknown name
+        if known is not None and cfg.n_tasks is not None and cfg.n_tasks > len(known):
+            raise ConfigError(f"run: n_tasks={cfg.n_tasks} but stream {stream!r} has only {len(known)} tasks")
+    elif not isinstance(stream, TaskStream):
+        raise ConfigError(f"run: stream must be a stream name or a TaskStream; got {type(stream).__name__}")
+    elif cfg.n_tasks is not None and cfg.n_tasks > len(stream):
+        raise ConfigError(f"run: n_tasks={cfg.n_tasks} but stream {stream.name!r} has only {len(stream)} tasks")
+    return RunPlan(method_cls, cfg, mcfg, stream, user_module)
+
+
+def run(method: str = "sgd", stream: str | TaskStream = "synth-10", *, backbone: str | nn.Module = "resnet8",
+        **kwargs: Any) -> RunResult:
+    """Train ``method`` over ``stream`` and write a run directory; resumes an interrupted run.
+
+    Keyword arguments are runner parameters (see ``RunConfig``) or the method's own
+    hyperparameters (see ``get_method(name).Config``). Everything is validated before
+    any data is generated or any file is written (``prepare``), then the run is carried
+    out (``execute``).
+    """
+    return execute(prepare(method, stream, backbone=backbone, **kwargs))
+
+
+def execute(plan: RunPlan) -> RunResult:
+    """Carry out a prepared run: load the stream, build the backbone, train, write the run directory."""
+    method_cls, cfg, mcfg, user_module = plan.method, plan.config, plan.method_config, plan.backbone_module
     out = Path(cfg.out).expanduser()
     check_out_dir(out)
-
-    if isinstance(stream, TaskStream):
-        ts = stream
-    elif isinstance(stream, str):
-        ts = load_stream(stream, seed=cfg.stream_seed)
-    else:
-        raise ConfigError(f"run: stream must be a stream name or a TaskStream; got {type(stream).__name__}")
+    ts = plan.stream if isinstance(plan.stream, TaskStream) else load_stream(plan.stream, seed=cfg.stream_seed)
     if cfg.n_tasks is not None:
         if cfg.n_tasks > len(ts):
             raise ConfigError(f"run: n_tasks={cfg.n_tasks} but stream {ts.name!r} has only {len(ts)} tasks")
@@ -368,7 +402,7 @@ def run(method: str = "sgd", stream: str | TaskStream = "synth-10", *, backbone:
         "threads": torch.get_num_threads(),
         "versions": {"cl_lab": __version__, "torch": torch.__version__, "python": platform.python_version()},
     }
-    run_name = cfg.run_name or default_name(f"{ts.name}_{method_cls.name}_{run_kw['backbone']}_seed{cfg.seed}",
+    run_name = cfg.run_name or default_name(f"{ts.name}_{method_cls.name}_{cfg.backbone}_seed{cfg.seed}",
                                             identity(resolved, COMPARED, IDENTITY_DEFAULTS))
     resolved["run_name"] = run_name
     with RunDir(out / run_name, resolved, COMPARED, resume=cfg.resume, hash_defaults=IDENTITY_DEFAULTS) as rd:
@@ -397,44 +431,6 @@ def pretrain_on_first_task(backbone: Backbone, task: Task, epochs: int, lr: floa
     fit_on_task(backbone, head, task, epochs, lr)
 
 
-def _csv(rows: list[dict[str, Any]]) -> str:
-    import pandas as pd
-
-    return pd.DataFrame(rows).to_csv(index=False)
-
-
-def accuracy_rows(R: np.ndarray, task_names: Sequence[str]) -> list[dict[str, Any]]:
-    rows = []
-    for i in range(R.shape[0]):
-        for j in range(i + 1):
-            rows.append({"after_task": i, "after_task_name": task_names[i], "task": j,
-                         "task_name": task_names[j], "accuracy": float(R[i, j])})
-    return rows
-
-
-def write_progress(rd: RunDir, R: np.ndarray, task_names: Sequence[str], costs: list[dict[str, Any]],
-                   summary: dict[str, Any]) -> None:
-    """Write accuracy, metrics, costs and summary for the tasks trained so far (each atomically;
-    the format ``cl_lab.results`` reads)."""
-    from .. import metrics
-
-    rd.write_text("accuracy.csv", _csv(accuracy_rows(R, task_names)))
-    table = metrics.per_task_table(R)
-    for row in table:
-        row["after_task_name"] = task_names[row["after_task"]]
-    rd.write_text("metrics.csv", _csv(table))
-    rd.write_text("costs.csv", _csv(costs))
-    rd.write_json("summary.json", summary)
-
-
-def _summary(R: np.ndarray, done: int, n: int, costs: list[dict[str, Any]]) -> dict[str, Any]:
-    from .. import metrics as M
-
-    return {"status": "complete" if done == n else "running", "completed_tasks": done, "tasks": n,
-            "avg_accuracy": float(M.average_accuracy(R[:done])[-1]), "bwt": M.bwt(R[:done]),
-            "forgetting": M.forgetting(R[:done]), "train_seconds": float(sum(r["train_seconds"] for r in costs))}
-
-
 def _train_stream(rd: RunDir, ts: TaskStream, method_cls: type[Method], mcfg: Any, cfg: RunConfig, bb: Backbone,
                   pretrained: str | None, device: torch.device) -> RunResult:
     run_dir, resolved = rd.path, rd.config
@@ -459,7 +455,7 @@ def _train_stream(rd: RunDir, ts: TaskStream, method_cls: type[Method], mcfg: An
         start, costs = ckpt["completed"] + 1, ckpt["costs"]
         R[: start] = ckpt["R"].numpy()[: start]
         # the progress files may lag the checkpoint (a kill between the two writes): rewrite them from it
-        write_progress(rd, R[: start], names, costs, _summary(R, start, len(ts), costs))
+        results.write_progress(rd, R[: start], names, costs, len(ts))
     if start >= len(ts):
         return RunResult(run_dir, R, resolved, names)
     rd.training()
@@ -495,5 +491,5 @@ def _train_stream(rd: RunDir, ts: TaskStream, method_cls: type[Method], mcfg: An
         })
         rd.save_checkpoint({"completed": i, "state": learner.checkpoint_state(), "R": torch.from_numpy(R.copy()),
                             "costs": costs})
-        write_progress(rd, R[: i + 1], names, costs, _summary(R, i + 1, len(ts), costs))
+        results.write_progress(rd, R[: i + 1], names, costs, len(ts))
     return RunResult(run_dir, R, resolved, names)

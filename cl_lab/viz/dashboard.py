@@ -8,7 +8,6 @@ Every figure comes from the pure functions in ``cl_lab.viz.figures``.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Callable
 
@@ -214,7 +213,7 @@ def cost_dashboard(root: str | Path, reference_pct: float = 0.6) -> Dashboard:
 
 def matrix_dashboard(root: str | Path) -> Dashboard:
     """The accuracy matrix of one run, chosen by stream, method and seed."""
-    from ..results import accuracy_matrix, load_metrics, run_dirs
+    from ..results import accuracy_matrix, load_metrics, run_dirs, task_names
 
     _, go = _widgets()
     runs = {d.name: d for d in run_dirs(root)}
@@ -249,9 +248,8 @@ def matrix_dashboard(root: str | Path) -> Dashboard:
         if hit.empty:
             raise ValueError(f"no run of {method.value} on {stream.value} with seed {seed.value}")
         run_dir = runs[hit.run.iloc[0]]
-        cfg = json.loads((run_dir / "config.json").read_text())
-        names = [t["name"] for t in cfg["stream"]["tasks"]]
-        return [figures.accuracy_heatmap(accuracy_matrix(run_dir), names, title=f"{method.value} on {stream.value}")]
+        return [figures.accuracy_heatmap(accuracy_matrix(run_dir), task_names(run_dir),
+                                         title=f"{method.value} on {stream.value}")]
 
     def choices():
         return [(f"{r.config} · {r.stream} · seed {int(r.seed)}",
