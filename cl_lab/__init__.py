@@ -7,14 +7,20 @@ from typing import Any
 __version__ = "0.1.0"
 
 
-def run(method: str = "sgd", stream: Any = "synth-10", **config: Any):
-    """Train ``method`` on ``stream``; see :func:`cl_lab.train.runner.run`."""
+def run(method: str = "sgd", stream: Any = "synth-10", *, config: Any = None, **kwargs: Any):
+    """Train ``method`` on ``stream``; see :func:`cl_lab.train.runner.run`. ``config`` is a
+    best-configuration file written by ``cl_lab.tune``: its parameters, under explicit keyword arguments."""
     from .train.runner import run as _run
 
-    return _run(method, stream, **config)
+    if config is not None:
+        from .tune import apply_config_file
+
+        stream, kwargs = apply_config_file(config, method, stream, kwargs)
+    return _run(method, stream, **kwargs)
 
 
-SUBMODULES = ("data", "models", "methods", "train", "experiments", "mdl", "metrics", "results", "rundir", "viz", "lab")
+SUBMODULES = ("data", "models", "methods", "train", "experiments", "mdl", "metrics", "results", "rundir", "viz", "lab",
+              "tune")
 
 
 def __getattr__(name: str):
@@ -28,4 +34,4 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'cl_lab' has no attribute {name!r}")
 
 
-__all__ = ["__version__", "run"]
+__all__ = ["__version__", "run", "tune"]

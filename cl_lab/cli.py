@@ -1,4 +1,4 @@
-"""Command line: ``cl-lab run|streams|methods|generate|tradeoff|mdl|report|summary`` (also ``python -m cl_lab``)."""
+"""Command line: ``cl-lab run|tune|streams|methods|generate|tradeoff|mdl|report|summary`` (also ``python -m cl_lab``)."""
 
 from __future__ import annotations
 
@@ -32,30 +32,31 @@ def _run_or_method_config(method_cls: type) -> Any:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .config import build
     from .methods import get_method
-    from .train.runner import RunConfig, run, split_kwargs
+    from .train.runner import execute, prepare
 
     common: dict[str, Any] = {"out": args.out, "seed": args.seed, "progress": not args.no_progress}
     for key in ("epochs", "batch_size", "device", "n_tasks", "pretrained", "run_name"):
         value = getattr(args, key)
         if value is not None:
             common[key] = None if (key == "pretrained" and value.lower() == "none") else value
+    if args.config:  # a best-configuration file of cl-lab tune: its parameters, under --set
+        from .tune import apply_config_file
+
+        for name in args.method:
+            args.stream, params = apply_config_file(args.config, name, args.stream, {})
+            common.update(params)
     if args.seeds:
         return _run_sweep(args, common)
-    plans = []
+    plans = []  # every run is validated before the first one trains
     for name in args.method:
-        cls = get_method(name)
-        kwargs = {**common, **_parse_sets(args.set, _run_or_method_config(cls))}
-        run_kw, method_kw = split_kwargs(cls, kwargs)
-        build(RunConfig, {**run_kw, "backbone": args.backbone}, "run")
-        build(cls.Config, method_kw, cls.name)
-        plans.append((name, kwargs))
-    for name, kwargs in plans:
+        kwargs = {**common, **_parse_sets(args.set, _run_or_method_config(get_method(name)))}
+        plans.append((name, prepare(name, args.stream, backbone=args.backbone, **kwargs)))
+    for name, plan in plans:
         t0 = time.perf_counter()
-        result = run(name, args.stream, backbone=args.backbone, **kwargs)
+        result = execute(plan)
         s = result.summary()
-        print(f"{name:>10s} on {args.stream}: avg acc {s['avg_accuracy']:.3f}  BWT {s['bwt']:+.3f}  "
+        print(f"{name:>10s} on {result.config['stream']['name']}: avg acc {s['avg_accuracy']:.3f}  BWT {s['bwt']:+.3f}  "
               f"forgetting {s['forgetting']:.3f}  ({time.perf_counter() - t0:.1f}s)  -> {result.run_dir}")
     return 0
 
@@ -81,11 +82,49 @@ def _run_sweep(args: argparse.Namespace, common: dict[str, Any]) -> int:
     return 0 if rows.ok.all() else 1
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    """``cl-lab tune``: an Optuna study of runs scored on validation data; the best configuration to a file."""
+    from .methods import get_method
+    from .tune import TuneError, parse_space, tune
+
+    fixed: dict[str, Any] = {"seed": args.seed, "progress": False}
+    for key in ("epochs", "batch_size", "device", "n_tasks", "pretrained"):
+        value = getattr(args, key)
+        if value is not None:
+            fixed[key] = None if (key == "pretrained" and value.lower() == "none") else value
+    fixed.update(_parse_sets(args.set, _run_or_method_config(get_method(args.method))))
+    space = parse_space(args.method, args.space) if args.space else None
+
+    def line(row: dict[str, Any]) -> None:
+        value = f"{row['value']:.4f}" if row["value"] is not None else row["state"].lower()
+        params = "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row["params"].items())
+        print(f"trial {row['number']:>4d}: {value:>8s}  {params}" + (f"  ({row['error']})" if row["error"] else ""),
+              flush=True)
+
+    t0 = time.perf_counter()
+    try:
+        r = tune(args.method, args.stream, args.trials, out=args.out, study_name=args.study_name,
+                 sampler_seed=args.sampler_seed, startup_trials=args.startup_trials, space=space,
+                 protocol=args.protocol, k=args.k, executor=args.executor, workers=args.workers, threads=args.threads,
+                 ray_address=args.ray_address, cpus_per_point=args.cpus_per_point,
+                 gpus_per_point=args.gpus_per_point, report=not args.no_report, on_trial=line,
+                 backbone=args.backbone, **fixed)
+    except TuneError as e:  # no trial completed, or a worker died: the study is kept for a rerun
+        print(f"cl-lab: {e}", file=sys.stderr)
+        return 1
+    params = "  ".join(f"{k}={v!r}" for k, v in r.best_params.items())
+    print(f"best of {r.completed} completed trials ({r.finished} finished, {time.perf_counter() - t0:.1f}s): trial "
+          f"{r.best_trial}, validation accuracy {r.best_value:.4f}  {params}")
+    print(f"study  {r.study_path}\nconfig {r.config_file}" + (f"\nreport {r.report}" if r.report else ""))
+    print(f"on test data: cl-lab run --method {r.method} --stream {r.stream} --config {r.config_file}")
+    return 0
+
+
 def cmd_streams(args: argparse.Namespace) -> int:
-    from .data.streams import BUILDERS, stream_names
+    from .data.streams import is_embedded, stream_names
 
     for name in stream_names():
-        kind = "embedded, offline" if name in BUILDERS else "real, needs data_scripts/download.py"
+        kind = "embedded, offline" if is_embedded(name) else "real, needs data_scripts/download.py"
         print(f"{name:16s} {kind}")
     return 0
 
@@ -245,7 +284,40 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--run-name", dest="run_name", default=None)
     r.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="method or runner parameters")
     r.add_argument("--no-progress", action="store_true")
+    r.add_argument("--config", default=None, metavar="FILE",
+                   help="a best-configuration file of cl-lab tune: its parameters (under --set)")
     r.set_defaults(func=cmd_run)
+    tu = sub.add_parser("tune", help="tune a method's hyperparameters on validation data (an Optuna study)")
+    tu.add_argument("--method", required=True)
+    tu.add_argument("--stream", default="synth-10")
+    tu.add_argument("--trials", type=int, default=20, help="trials in all (a resumed study runs the missing ones)")
+    tu.add_argument("--out", default="runs/tune", help="studies go to OUT/<study>/")
+    tu.add_argument("--study-name", dest="study_name", default=None)
+    tu.add_argument("--space", nargs="*", default=[], metavar="KEY=KIND:...",
+                    help="replace entries of the declared space: lr=log:1e-4:1e-1, alpha=float:0:1, "
+                         "replay_batch_size=choice:16,32")
+    tu.add_argument("--protocol", choices=["all", "first-k"], default="all",
+                    help="first-k: tune on the first K tasks, report on the rest (Chaudhry et al. 2019)")
+    tu.add_argument("--k", type=int, default=None, help="tuning tasks of --protocol first-k")
+    tu.add_argument("--sampler-seed", dest="sampler_seed", type=_seed, default=0)
+    tu.add_argument("--startup-trials", dest="startup_trials", type=int, default=10,
+                    help="random trials before TPE takes over")
+    tu.add_argument("--backbone", default="resnet8")
+    tu.add_argument("--pretrained", default=None, help="'auto', 'shipped', a weights file, or 'none'")
+    tu.add_argument("--epochs", type=int, default=None)
+    tu.add_argument("--batch-size", dest="batch_size", type=int, default=None)
+    tu.add_argument("--n-tasks", dest="n_tasks", type=int, default=None)
+    tu.add_argument("--device", default=None)
+    tu.add_argument("--seed", type=_seed, default=0, help="the runs' seed")
+    tu.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="fixed method or runner parameters")
+    tu.add_argument("--executor", choices=["local", "ray"], default="local")
+    tu.add_argument("--workers", type=_positive_int, default=1, help="trial loops at once (processes or Ray tasks)")
+    tu.add_argument("--threads", type=_positive_int, default=None, help="torch threads per worker (recorded)")
+    tu.add_argument("--ray-address", dest="ray_address", default=None)
+    tu.add_argument("--cpus-per-point", dest="cpus_per_point", type=_positive_int, default=1)
+    tu.add_argument("--gpus-per-point", dest="gpus_per_point", type=float, default=0)
+    tu.add_argument("--no-report", dest="no_report", action="store_true", help="skip the HTML report page")
+    tu.set_defaults(func=cmd_tune)
     s = sub.add_parser("streams", help="list task streams")
     s.set_defaults(func=cmd_streams)
     m = sub.add_parser("methods", help="list methods, or one method's hyperparameters")

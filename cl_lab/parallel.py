@@ -190,7 +190,7 @@ def _pool(fn, jobs: list[Any], failed, done, workers: int) -> list[Any]:
         i = suspects.pop(0)
         lost, _ran = batch([i], 1)
         if lost:
-            results[i] = failed(jobs[i], f"WorkerDied: the worker process running this point died twice (killed, "
+            results[i] = failed(jobs[i], "WorkerDied: the worker process running this point died twice (killed, "
                                          "out of memory or crashed), the second time alone")
             done(results[i])
     return [results[i] for i in range(len(jobs))]

@@ -183,6 +183,7 @@ def test_a_method_registered_by_decorator_runs_through_the_runner(tmp_path):
     class Anchor(Method):
         name = "test-anchor"
         Config = AnchorConfig
+        state_attributes = ("anchor",)
 
         def end_task(self, task_id, task):
             self.anchor = [p.detach().clone() for p in self.backbone.parameters()]
@@ -207,3 +208,8 @@ def test_a_method_registered_by_decorator_runs_through_the_runner(tmp_path):
     drift_free = float((backbone(2, 0.0) - after_1).norm())
     drift_stiff = float((backbone(2, 20.0) - after_1).norm())
     assert drift_stiff < 0.5 * drift_free
+
+    # and it resumes: a run stopped after task 1 and run again ends as the uninterrupted run, anchor included
+    from cl_lab.train import contract
+
+    contract.check_resume("test-anchor", tmp_path / "resume", after=(1,), strength=20.0)

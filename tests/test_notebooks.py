@@ -205,7 +205,7 @@ def test_grid_runs_in_parallel_reports_failures_and_skips_finished(tmp_path):
 
 
 @pytest.mark.parametrize("text,match", [
-    ("grid: {method: [sgd]}\nnotebok: 01_task_stream\n", "unknown key"),
+    ("grid: {method: [sgd]}\nnotebok: 01_task_stream\n", "unknown parameter .notebok.*Did you mean .notebook."),
     ("grid: {methd: [sgd]}\n", "methd"),
     ("grid: {method: []}\n", "non-empty list"),
     ("grid: [1, 2\n", "not valid YAML"),

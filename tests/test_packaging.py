@@ -68,8 +68,9 @@ def test_top_level_lazy_submodules():
 
 
 LAYERS = [
-    {"config", "_io", "_paths", "rundir", "metrics"},     # leaf utilities, usable by every layer
-    {"data"}, {"models"}, {"methods"}, {"train", "mdl", "experiments"}, {"results"}, {"viz"},
+    # leaf utilities, usable by every layer (results: the run-directory format, written by train, read by all)
+    {"config", "_io", "_paths", "rundir", "metrics", "results", "registry", "parallel"},
+    {"data"}, {"models"}, {"methods"}, {"train", "mdl", "experiments", "tune"}, {"viz"},
     {"lab", "report", "cli", "__main__", "__init__"},
 ]
 

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from .._paths import data_dir
+from .streams import register_stream
 from .task import Task, TaskStream
 
 DECATHLON = ("cifar100", "svhn", "gtsrb", "dtd", "flowers102", "omniglot", "fgvc_aircraft")
@@ -73,6 +74,7 @@ def read_cifar100(root: Path, stream: str = "split-cifar100") -> tuple[dict[str,
     return out, names
 
 
+@register_stream("split-cifar100", kind="real", download="python data_scripts/download.py --stream split-cifar100")
 def split_cifar100(root: str | Path | None = None, seed: int = 0, n_tasks: int = 10, class_order: str = "natural",
                    val_fraction: float = 0.1) -> TaskStream:
     """Task-incremental Split CIFAR-100: ``n_tasks`` tasks of 100/n_tasks classes each.
@@ -136,6 +138,7 @@ def read_image_folder(base: Path, image_size: int) -> tuple[torch.Tensor, torch.
     return torch.stack(xs), torch.tensor(ys), classes
 
 
+@register_stream("decathlon-lite", kind="real", download="python data_scripts/download.py --stream decathlon-lite")
 def decathlon_lite(root: str | Path | None = None, seed: int = 0, datasets: Sequence[str] = DECATHLON,
                    image_size: int = 32, max_train_per_class: int | None = 100, val_fraction: float = 0.1) -> TaskStream:
     """A mini Visual Decathlon: one task per dataset, all resized to ``image_size``."""

@@ -6,13 +6,13 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 
 from .._io import read_verified, write_verified
 from .._paths import CACHE_ENV, cache_dir
+from ..registry import Registry
 from . import synth
 from .packaged import (
     DIGIT_CLASSES,
@@ -120,12 +120,40 @@ dot density), none of them a synth-10 task."""
 SYNTH_MINI = (("shapes", 4), ("counting", 3), ("blood-cells", 2))
 
 
+STREAMS = Registry("stream")
+"""Every named stream. A stream registers where it is defined::
+
+    @register_stream("my-stream", tasks=("a", "b"))     # embedded: built from a seed, cached
+    def build_my_stream(seed: int) -> TaskStream: ...
+
+``kind="real"`` streams (``cl_lab.data.real``) read downloaded files and take options."""
+
+
+def register_stream(name: str, *, kind: str = "embedded", tasks: tuple[str, ...] | None = None,
+                    revision: int | None = None, **info):
+    """Decorator: register a stream builder. ``tasks`` (embedded streams) lets parameters be checked
+    without generating the stream; ``revision`` marks a change of content on top of the generator
+    version (older caches are regenerated)."""
+    if kind not in ("embedded", "real"):
+        raise ValueError(f"stream kind must be 'embedded' or 'real'; got {kind!r}")
+    return STREAMS.register(name, kind=kind, tasks=tuple(tasks) if tasks else None, revision=revision, **info)
+
+
+@register_stream("synth-mini", tasks=tuple(n for n, _ in SYNTH_MINI))
+def build_synth_mini(seed: int) -> TaskStream:
+    sizes = Sizes(train_total=90, val_total=15, test_total=60, min_train=20, min_test=10)
+    tasks = [_task(n, seed, sizes, k) for n, k in SYNTH_MINI]
+    return TaskStream("synth-mini", tasks, {"seed": seed, "kind": "embedded"})
+
+
+@register_stream("synth-10", tasks=SYNTH_10)
 def build_synth_10(seed: int) -> TaskStream:
     # a validation split large enough to choose hyperparameters on (about 3x the standard error of 100)
     sizes = Sizes(val_total=300)
     return TaskStream("synth-10", [_task(n, seed, sizes) for n in SYNTH_10], {"seed": seed, "kind": "embedded"})
 
 
+@register_stream("synth-source", tasks=SYNTH_SOURCE, revision=2)  # revision 2: 5 -> 18 domains
 def build_synth_source(seed: int) -> TaskStream:
     sizes = Sizes(train_total=2400, val_total=200, test_total=400)
     return TaskStream(
@@ -133,33 +161,18 @@ def build_synth_source(seed: int) -> TaskStream:
     )
 
 
-def build_synth_mini(seed: int) -> TaskStream:
-    sizes = Sizes(train_total=90, val_total=15, test_total=60, min_train=20, min_test=10)
-    tasks = [_task(n, seed, sizes, k) for n, k in SYNTH_MINI]
-    return TaskStream("synth-mini", tasks, {"seed": seed, "kind": "embedded"})
-
-
-BUILDERS: dict[str, Callable[[int], TaskStream]] = {
-    "synth-mini": build_synth_mini,
-    "synth-10": build_synth_10,
-    "synth-source": build_synth_source,
-}
-
-
-def _real_builders() -> dict[str, Callable[..., TaskStream]]:
-    from . import real
-
-    return {"split-cifar100": real.split_cifar100, "decathlon-lite": real.decathlon_lite}
-
-
 def stream_names() -> list[str]:
-    return list(BUILDERS) + ["split-cifar100", "decathlon-lite"]
+    return list(STREAMS)
+
+
+def is_embedded(name: str) -> bool:
+    return name in STREAMS and STREAMS.info(name)["kind"] == "embedded"
 
 
 def embedded_task_names(name: str) -> list[str] | None:
     """The task names of an embedded stream, known without generating it (None for other streams)."""
-    names = {"synth-10": SYNTH_10, "synth-source": SYNTH_SOURCE, "synth-mini": tuple(n for n, _ in SYNTH_MINI)}
-    return list(names[name]) if name in names else None
+    tasks = STREAMS.info(name).get("tasks") if is_embedded(name) else None
+    return list(tasks) if tasks else None
 
 
 def _to_payload(stream: TaskStream) -> dict:
@@ -174,7 +187,7 @@ def _to_payload(stream: TaskStream) -> dict:
                 **{s: (getattr(t, s).x, getattr(t, s).y) for s in ("train", "val", "test") if getattr(t, s) is not None},
             }
         )
-    return {"version": GENERATOR_VERSION, "revision": STREAM_REVISION.get(stream.name), "name": stream.name,
+    return {"version": GENERATOR_VERSION, "revision": _revision(stream.name), "name": stream.name,
             "meta": stream.meta, "tasks": tasks, "hash": stream.content_hash()}
 
 
@@ -185,7 +198,7 @@ def _from_payload(payload: dict, name: str | None = None, seed: int | None = Non
         raise ValueError("not a stream cache")
     meta = payload.get("meta") if isinstance(payload.get("meta"), dict) else {}
     found = (payload.get("name"), meta.get("seed"), payload.get("version"), payload.get("revision"))
-    wanted = (name, seed, GENERATOR_VERSION, STREAM_REVISION.get(name)) if name is not None else found
+    wanted = (name, seed, GENERATOR_VERSION, _revision(name)) if name is not None else found
     if found != wanted:
         raise ValueError(f"it holds stream {found[0]!r} seed {found[1]!r} (generator {found[2]!r}, revision "
                          f"{found[3]!r}), not {wanted[0]!r} seed {wanted[1]!r} (generator {wanted[2]!r}, revision "
@@ -200,12 +213,12 @@ def _from_payload(payload: dict, name: str | None = None, seed: int | None = Non
     return stream
 
 
-STREAM_REVISION = {"synth-source": 2}
-"""Per-stream content revisions on top of ``GENERATOR_VERSION`` (synth-source 2: 5 -> 18 domains)."""
+def _revision(name: str) -> int | None:
+    return STREAMS.info(name).get("revision") if name in STREAMS else None
 
 
 def cache_path(name: str, seed: int) -> Path:
-    rev = f"r{STREAM_REVISION[name]}" if name in STREAM_REVISION else ""
+    rev = f"r{_revision(name)}" if _revision(name) is not None else ""
     return cache_dir() / "streams" / f"{name}-seed{seed}-v{GENERATOR_VERSION}{rev}.pt"
 
 
@@ -216,7 +229,8 @@ def load_stream(name: str, seed: int = 0, *, cache: bool = True, root: str | Pat
         raise TypeError(f"stream must be a name (str) or a TaskStream; got {type(name).__name__}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer; got {seed!r}")
-    if name in BUILDERS:
+    name = STREAMS.canonical(name) if name in STREAMS else name
+    if is_embedded(name):
         if kwargs or root is not None:
             raise ValueError(f"stream {name!r} takes no options; got {sorted(kwargs) + (['root'] if root else [])}")
         path = None
@@ -233,7 +247,7 @@ def load_stream(name: str, seed: int = 0, *, cache: bool = True, root: str | Pat
             except Exception as e:  # a corrupt or foreign cache entry is regenerated, never trusted
                 warnings.warn(f"cached stream {path} is refused ({e}); regenerating it", stacklevel=2)
         t0 = time.perf_counter()
-        stream = BUILDERS[name](seed)
+        stream = STREAMS[name](seed)
         stream.meta["generation_seconds"] = round(time.perf_counter() - t0, 2)
         if cache:
             try:
@@ -242,11 +256,10 @@ def load_stream(name: str, seed: int = 0, *, cache: bool = True, root: str | Pat
                 warnings.warn(f"could not write the stream cache {path} ({e.strerror or e}); continuing without it. "
                               f"Set {CACHE_ENV} to a writable directory to cache generated streams", stacklevel=2)
         return stream
-    real = _real_builders()
-    if name in real:
-        return real[name](root=root, seed=seed, **kwargs)
-    import difflib
+    if name in STREAMS:
+        return STREAMS[name](root=root, seed=seed, **kwargs)
+    STREAMS.canonical(name)  # raises: unknown stream, with the allowed names and the closest one
+    raise AssertionError(name)
 
-    close = difflib.get_close_matches(name, stream_names(), n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    raise ValueError(f"unknown stream {name!r}; allowed: {stream_names()}.{hint}")
+
+from . import real as _real  # noqa: E402,F401  (registers the real streams)

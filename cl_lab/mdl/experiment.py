@@ -40,13 +40,43 @@ from ..data import load_stream
 from ..data.task import Task
 from ..models.backbones import build_backbone, count_params
 from ..models.weights import default_checkpoint, load_weights, shipped_checkpoints
+from ..registry import Registry
 from ..rundir import RunDir, check_out_dir, check_run_name, default_name
 from .controller import READINGS
 from .search import SearchSettings, TrainSettings, domain_task, evaluate, search, train_model
 from .space import SearchSpace, SharedBackboneNet
 
-SETUPS = ("mpnas", "mpnas-uniform", "independent", "single-path", "multi-head-nas", "cost-only")
-DEFAULT_SETUPS = SETUPS[:5]
+
+@dataclass(frozen=True)
+class Setup:
+    """One comparison setup: how its architecture is chosen and what it trains with."""
+
+    search: str
+    """'shared': a controller per domain over one shared supernet; 'one-controller': one controller for
+    every domain (reward: mean accuracy); 'per-domain': a supernet and controller per domain, a model per
+    domain; 'none': a fixed network (no search, no blocks to draw)."""
+    loss: str = "abdp"
+    """'abdp' or 'uniform' (a plain sum of the domain losses)."""
+    reward: str = "accuracy"
+    """'accuracy' (TuNAS: accuracy + cost) or 'cost-only' (a control: the cost term alone)."""
+    default: bool = True
+    run_order: int = 0
+    """Parallel runs start the lowest first (the longest setups first, so the last to start is short)."""
+    jaccard_rank: int | None = None
+    """Which searched setup's paths the Jaccard matrix shows (the lowest rank present)."""
+
+
+MDL_SETUPS = Registry("MDL setup")
+"""The comparison setups by name; a new one registers with ``MDL_SETUPS.add(name, Setup(...))``."""
+MDL_SETUPS.add("mpnas", Setup("shared", run_order=1, jaccard_rank=0))
+MDL_SETUPS.add("mpnas-uniform", Setup("shared", loss="uniform", run_order=2, jaccard_rank=1))
+MDL_SETUPS.add("independent", Setup("per-domain", run_order=0, jaccard_rank=2))
+MDL_SETUPS.add("single-path", Setup("none", run_order=5))
+MDL_SETUPS.add("multi-head-nas", Setup("one-controller", run_order=4, jaccard_rank=3))
+MDL_SETUPS.add("cost-only", Setup("shared", loss="uniform", reward="cost-only", default=False, run_order=3,
+                                  jaccard_rank=4))
+SETUPS = tuple(MDL_SETUPS)
+DEFAULT_SETUPS = tuple(n for n in MDL_SETUPS if MDL_SETUPS[n].default)
 SINGLE_PATH_INITS = ("shipped", "scratch")
 FORMAT = 2
 
@@ -181,36 +211,36 @@ def _single_path_net(cfg: MDLConfig, domains: list[Task]) -> SharedBackboneNet:
 def _run_setup(name: str, cfg: MDLConfig, space: SearchSpace, domains: list[Task],
                log: Callable[[str], None]) -> dict[str, Any]:
     n = len(domains)
-    loss = "uniform" if name in ("mpnas-uniform", "cost-only") else "abdp"
+    setup = MDL_SETUPS[name]
+    loss = setup.loss
     history: list[dict] = []
     convergence: dict[str, dict] = {}
     t0 = time.perf_counter()
-    if name == "independent":
+    if setup.search == "per-domain":
         paths, per_domain, params = {}, {}, 0
         for d, dom in enumerate(domains):
-            res = search(space, [dom], cfg.search_settings(loss), cfg.seed + 101 * d)
+            res = search(space, [dom], cfg.search_settings(loss, setup.reward), cfg.seed + 101 * d)
             history += [{**h, "domain": dom.name} for h in res.history]
             convergence[dom.name] = res.convergence[dom.name]
             paths[d] = res.paths[0]
             net = train_model(space, [dom], {0: paths[d]}, cfg.train_settings(loss), cfg.seed + 101 * d)
             per_domain[d] = _model_row(net, {0: paths[d]}, evaluate(net, [dom], {0: paths[d]}))[0]
             params += count_params(net)
-            log(f"  independent: {dom.name} {per_domain[d]['accuracy']:.3f}")
+            log(f"  {name}: {dom.name} {per_domain[d]['accuracy']:.3f}")
     else:
         net = None
-        if name == "single-path":
+        if setup.search == "none":
             paths = {d: space.reference_path() for d in range(n)}
             torch.manual_seed(cfg.seed)
             net = _single_path_net(cfg, domains)
         else:
-            reward = "cost-only" if name == "cost-only" else "accuracy"
-            res = search(space, domains, cfg.search_settings(loss, reward), cfg.seed,
-                         shared_controller=name == "multi-head-nas")
+            res = search(space, domains, cfg.search_settings(loss, setup.reward), cfg.seed,
+                         shared_controller=setup.search == "one-controller")
             history, convergence, paths = res.history, res.convergence, res.paths
         net = train_model(space, domains, paths, cfg.train_settings(loss), cfg.seed, net=net)
         per_domain = _model_row(net, paths, evaluate(net, domains, paths))
         params = count_params(net)
-    if name == "single-path":
+    if setup.search == "none":
         names = {domains[d].name: [f"resnet8 ({cfg.single_path_init})"] for d in paths}
     else:
         names = {domains[d].name: space.names(p) for d, p in paths.items()}
@@ -234,7 +264,7 @@ def block_table(space: SearchSpace, setups: list[dict]) -> pd.DataFrame:
     """Long form (setup, layer, block, domain) of every chosen non-zero block: the chosen-paths diagram."""
     rows = []
     for s in setups:
-        if s["setup"] == "single-path":  # a fixed network outside the search space: no blocks to draw
+        if MDL_SETUPS[s["setup"]].search == "none":  # a fixed network outside the search space: no blocks to draw
             continue
         for dom, names in s["paths"].items():
             for i, (layer, n) in enumerate(zip(space.layers, names)):
@@ -270,7 +300,7 @@ def summarise(setups: list[dict]) -> pd.DataFrame:
 def chance_rewards(setups: list[dict]) -> list[str]:
     """'setup/controller' for every search whose reward accuracy ended at chance level (its path
     was chosen by the cost term alone; see ``search.reward_signal``). Never the cost-only control."""
-    return [f"{s['setup']}/{who}" for s in setups if s["setup"] != "cost-only"
+    return [f"{s['setup']}/{who}" for s in setups if MDL_SETUPS[s["setup"]].reward == "accuracy"
             for who, c in s.get("convergence", {}).items() if c.get("accuracy_informative") is False]
 
 
@@ -370,8 +400,7 @@ def _run_setups(rd: RunDir, cfg: MDLConfig, space: SearchSpace, domains: list[Ta
     if workers > 1 and len(todo) > 1:
         log(f"running {len(todo)} setups on {min(workers, len(todo))} workers x {threads} thread(s)")
         # the longest setups first, so the last one to start is short
-        todo = sorted(todo, key=lambda n: ("independent", "mpnas", "mpnas-uniform", "cost-only",
-                                           "multi-head-nas", "single-path").index(n))
+        todo = sorted(todo, key=lambda n: MDL_SETUPS[n].run_order)
         values = dataclasses.asdict(cfg)
         jobs = [(n, values, threads) for n in todo]
         fn, job_workers = _setup_job, min(workers, len(todo))
@@ -406,9 +435,8 @@ def _write_tables(rd: RunDir, space: SearchSpace, done: list[dict]) -> None:
     rd.write_text("blocks.csv", block_table(space, done).to_csv(index=False))
     hist = [{"setup": s["setup"], **h} for s in done for h in s["history"]]
     rd.write_text("search_history.csv", pd.DataFrame(hist).to_csv(index=False))
-    searched = [s for s in done if s["setup"] != "single-path"]
-    preferred = ("mpnas", "mpnas-uniform", "independent", "multi-head-nas", "cost-only")
-    main = min(searched, key=lambda s: preferred.index(s["setup"])) if searched else None
+    searched = [s for s in done if MDL_SETUPS[s["setup"]].jaccard_rank is not None]
+    main = min(searched, key=lambda s: MDL_SETUPS[s["setup"]].jaccard_rank) if searched else None
     jac = jaccard_matrix(space, main["paths"]) if main else pd.DataFrame()
     rd.write_text("jaccard.csv", jac.to_csv())
     rd.write_text("summary.json", json.dumps({

@@ -2,7 +2,10 @@
 
 The runner owns the loop, devices, evaluation and checkpoints; a method owns only
 ``begin_task`` / ``loss`` (or ``observe``) / ``end_task`` / ``predict`` / ``cost``. Its state
-round-trips through ``checkpoint_state()`` / ``restore()`` so a run can resume after any task.
+round-trips through ``checkpoint_state()`` / ``restore()`` so a run can resume after any task:
+parameters, buffers and what a module returns from ``get_extra_state`` travel with the state
+dict, and plain attributes named in ``Method.state_attributes`` travel beside it (see there).
+``cl_lab.train.contract.check_method(name)`` checks this and the rest of the method contract.
 
 Frozen networks that serve as targets (LwF's teacher, ResCL's source and fine-tuned
 target) are held in a ``Teacher``: it stays in eval mode whatever ``train()`` the runner
@@ -29,14 +32,14 @@ from torch import Tensor, nn
 
 from ..config import param
 from ..data.task import Task
-from ..models.backbones import Backbone, MultiHead, count_params
+from ..models.backbones import Backbone, MultiHead, count_params, freeze
 
 
 @dataclass
 class OptimConfig:
     """Optimiser settings shared by methods that train with SGD or Adam."""
 
-    lr: float = param(0.01, "learning rate", gt=0)
+    lr: float = param(0.01, "learning rate", gt=0, le=10)
     optimizer: Literal["sgd", "adam"] = param("sgd", "optimiser")
     momentum: float = param(0.9, "SGD momentum", ge=0, lt=1)
     weight_decay: float = param(0.0, "L2 weight decay", ge=0)
@@ -129,13 +132,39 @@ def swapped_bn(states: Iterable[tuple[nn.modules.batchnorm._BatchNorm, dict[str,
 
 
 class Method(nn.Module):
-    """Base class: a shared backbone plus one linear head per task, trained by SGD on CE."""
+    """Base class: a shared backbone plus one linear head per task, trained by SGD on CE.
+
+    What a method keeps from one task to the next must survive a resume, because the runner
+    rebuilds the method from its checkpoint (``checkpoint_state()``, then ``restore()`` into a
+    fresh instance) before training the next task. Parameters and buffers do, and so does
+    whatever a module returns from ``get_extra_state`` (EWC's Fishers, the replay buffer). A
+    plain attribute does only when its name is in ``state_attributes``::
+
+        class L2Anchor(Method):
+            state_attributes = ("anchor",)
+
+            def end_task(self, task_id, task):
+                self.anchor = [p.detach().clone() for p in self.backbone.parameters()]
+                super().end_task(task_id, task)
+
+    An attribute left out is silently lost on resume (here the penalty would become 0). Caches
+    that are rebuilt on demand and scratch state within a task belong in ``_private`` attributes.
+    """
 
     name: ClassVar[str] = "base"
     Config: ClassVar[type] = OptimConfig
     pretrained_default: ClassVar[bool] = True
     shared_backbone: ClassVar[bool] = True
     """True for methods whose shared backbone keeps training (``bn_stats="per-task"`` applies)."""
+    state_attributes: ClassVar[tuple[str, ...]] = ()
+    """Plain attributes that are part of the method's state: tensors, numbers, strings, None and lists,
+    tuples and dicts of them. ``checkpoint_state()`` saves each one that is set (under ``"attributes"``,
+    a key present only when a method names some, so other checkpoints keep their layout) and
+    ``restore()`` sets them again, tensors on the device of the method's parameters."""
+    search_space: ClassVar[dict[str, tuple]] = {"lr": ("log", 1e-4, 1e-1)}
+    """What ``cl_lab.tune`` searches: ``Config`` field -> ``("log", low, high)``, ``("float", low, high)``,
+    ``("int", low, high)`` or ``("choice", [v1, v2, ...])``. The learning-rate range is the same for every
+    method; a method adds its own strength and schedule next to its ``Config``."""
 
     def __init__(self, backbone: Backbone, config: Any, stream: StreamInfo):
         super().__init__()
@@ -284,15 +313,31 @@ class Method(nn.Module):
         )
 
     def checkpoint_state(self) -> dict[str, Any]:
-        return {"name": self.name, "task_classes": list(self.task_classes), "module": self.state_dict()}
+        """The method's state as tensors and plain containers: what a run directory stores after each task."""
+        state = {"name": self.name, "task_classes": list(self.task_classes), "module": self.state_dict()}
+        if self.state_attributes:
+            attributes = {k: getattr(self, k) for k in self.state_attributes if hasattr(self, k)}
+            for k, v in attributes.items():
+                _check_plain(v, f"{type(self).__name__}.{k} (named in state_attributes)")
+            state["attributes"] = attributes
+        return state
 
     def restore(self, state: dict[str, Any]) -> None:
-        """Rebuild per-task structure, then load every tensor (strict)."""
+        """Rebuild per-task structure, then load every tensor (strict) and the ``state_attributes``."""
         if state.get("name") != self.name:
             raise ValueError(f"checkpoint holds method {state.get('name')!r}, not {self.name!r}")
+        if self.state_attributes and "attributes" not in state:
+            raise ValueError(f"this checkpoint of {self.name!r} holds none of its state_attributes "
+                             f"{list(self.state_attributes)} (it was written before they were declared); resuming "
+                             "from it would lose them: start the run again in another directory")
         for i, k in enumerate(state["task_classes"]):
             self.add_task(i, k)
         self.load_state_dict(state["module"], strict=True)
+        if self.state_attributes:
+            first = next(self.parameters(), None)
+            device = first.device if first is not None else torch.device("cpu")
+            for k, v in state["attributes"].items():
+                setattr(self, k, _to_device(v, device))
 
 
 class IsolatedMethod(Method):
@@ -349,7 +394,32 @@ def fit_on_task(model: nn.Module, head: nn.Module, task: Task, epochs: int, lr: 
             opt.step()
 
 
-def freeze(module: nn.Module) -> nn.Module:
-    for p in module.parameters():
-        p.requires_grad_(False)
-    return module
+def _check_plain(value: Any, where: str) -> None:
+    """Refuse what a run directory cannot store (it reads checkpoints with ``weights_only=True``)."""
+    if isinstance(value, (Tensor, type(None), bool, int, float, str)) and not isinstance(value, nn.Parameter):
+        return
+    if type(value) in (list, tuple):
+        for i, v in enumerate(value):
+            _check_plain(v, f"{where}[{i}]")
+        return
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, (str, int)):
+                raise TypeError(f"{where} has a key of type {type(k).__name__}; keys must be str or int")
+            _check_plain(v, f"{where}[{k!r}]")
+        return
+    hint = " (save p.detach().clone(), not the parameter)" if isinstance(value, nn.Parameter) else ""
+    raise TypeError(f"{where} holds a {type(value).__name__}{hint}; a checkpoint stores only tensors, numbers, "
+                    "strings, None and lists, tuples and dicts of them")
+
+
+def _to_device(value: Any, device: torch.device) -> Any:
+    if isinstance(value, Tensor):
+        return value.to(device)
+    if isinstance(value, list):
+        return [_to_device(v, device) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_to_device(v, device) for v in value)
+    if isinstance(value, dict):
+        return {k: _to_device(v, device) for k, v in value.items()}
+    return value

@@ -64,6 +64,8 @@ class CLR(ConvAdapterMethod):
 
     name = "clr"
     Config = CLRConfig
+    search_space = {**ConvAdapterMethod.search_space, "lr_step_fraction": ("float", 0.2, 1.0),
+                    "lr_gamma": ("log", 0.01, 1.0)}
     adapter_key = "clr"
 
     def __init__(self, backbone: Backbone, config: CLRConfig, stream: StreamInfo):

@@ -96,6 +96,7 @@ class ConFiT(Method):
 
     name = "confit"
     Config = ConFiTConfig
+    search_space = {**Method.search_space, "head_fraction": ("float", 0.0, 0.4), "bn_fraction": ("float", 0.4, 1.0)}
     shared_backbone = False
 
     def __init__(self, backbone, config, stream):

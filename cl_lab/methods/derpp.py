@@ -38,6 +38,8 @@ class DERPP(ReplayMethod):
 
     name = "derpp"
     Config = DERPPConfig
+    search_space = {**ReplayMethod.search_space, "alpha": ("log", 0.01, 1.0), "beta": ("log", 0.05, 2.0),
+                    "replay_batch_size": ("choice", [8, 16, 32, 64, 128])}
 
     stores_logits = True
 

@@ -102,6 +102,7 @@ class EFTs(ConvAdapterMethod):
 
     name = "efts"
     Config = EFTsConfig
+    search_space = {**ConvAdapterMethod.search_space, "gamma": ("float", 0.0, 2.0)}
     base_task = True
 
     def adapts(self, conv: nn.Conv2d) -> bool:

@@ -32,6 +32,7 @@ class ER(ReplayMethod):
 
     name = "er"
     Config = ERConfig
+    search_space = {**ReplayMethod.search_space, "replay_batch_size": ("choice", [8, 16, 32, 64, 128])}
 
     def loss(self, x: Tensor, y: Tensor, task_id: int) -> Tensor:
         """Cross-entropy over the current batch and a replayed one, each example on its own head."""

@@ -80,6 +80,7 @@ class EWC(Method):
 
     name = "ewc"
     Config = EWCConfig
+    search_space = {**Method.search_space, "ewc_lambda": ("log", 1.0, 1e4)}
 
     def __init__(self, backbone, config, stream):
         super().__init__(backbone, config, stream)

@@ -89,6 +89,7 @@ class LwF(Method):
 
     name = "lwf"
     Config = LwFConfig
+    search_space = {**Method.search_space, "alpha": ("log", 0.1, 10.0)}
 
     def __init__(self, backbone, config, stream):
         super().__init__(backbone, config, stream)

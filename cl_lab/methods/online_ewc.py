@@ -34,6 +34,7 @@ class OnlineEWC(EWC):
 
     name = "online-ewc"
     Config = OnlineEWCConfig
+    search_space = {**EWC.search_space, "gamma": ("float", 0.5, 1.0)}
 
     def consolidate(self, fisher: dict[str, Tensor], anchor: dict[str, Tensor]) -> None:
         if self.fishers:

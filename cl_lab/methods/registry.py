@@ -32,6 +32,11 @@ def register(cls: M) -> M:
     return cls
 
 
+def unregister(name: str) -> None:
+    """Remove ``name`` from the registry (a throwaway method defined in a test or a notebook); no error if absent."""
+    _REGISTRY.pop(name.lower(), None)
+
+
 def method_names() -> list[str]:
     """Every registered method name, sorted."""
     return sorted(_REGISTRY)

@@ -47,6 +47,7 @@ class SI(Method):
 
     name = "si"
     Config = SIConfig
+    search_space = {**Method.search_space, "c": ("log", 0.01, 100.0)}
 
     def __init__(self, backbone, config, stream):
         super().__init__(backbone, config, stream)

@@ -108,6 +108,7 @@ class SupSup(IsolatedMethod):
 
     name = "supsup"
     Config = SupSupConfig
+    search_space = {**IsolatedMethod.search_space, "density": ("float", 0.1, 0.9)}
     pretrained_default = False
 
     def __init__(self, backbone, config: SupSupConfig, stream: StreamInfo):

@@ -11,6 +11,8 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
+from ..registry import Registry
+
 
 class Normalize(nn.Module):
     """Per-channel ``(x - mean) / std`` with fixed buffers."""
@@ -183,16 +185,18 @@ def as_backbone(module: nn.Module, image_shape: tuple[int, int, int] = (3, 32, 3
     return Backbone(module, out_dim, None, arch=type(module).__name__)
 
 
-BACKBONES = {
-    "resnet8": lambda: cifar_resnet(8, 16),
-    "resnet14": lambda: cifar_resnet(14, 16),
-    "resnet20": lambda: cifar_resnet(20, 16),
-    "resnet8-w32": lambda: cifar_resnet(8, 32),
-    "preact-resnet8": lambda: preact_cifar_resnet(8, 16),
-    "preact-resnet20": lambda: preact_cifar_resnet(20, 16),
-    "resnet18": lambda: torchvision_resnet("resnet18"),
-    "resnet50": lambda: torchvision_resnet("resnet50"),
-}
+BACKBONES = Registry("backbone")
+"""Backbones by name; a new one registers where it is defined: ``@BACKBONES.register("name")``
+on a function returning a ``Backbone``."""
+
+BACKBONES.add("resnet8", lambda: cifar_resnet(8, 16), aliases=("resnet8-w16",))
+BACKBONES.add("resnet14", lambda: cifar_resnet(14, 16), aliases=("resnet14-w16",))
+BACKBONES.add("resnet20", lambda: cifar_resnet(20, 16), aliases=("resnet20-w16",))
+BACKBONES.add("resnet8-w32", lambda: cifar_resnet(8, 32))
+BACKBONES.add("preact-resnet8", lambda: preact_cifar_resnet(8, 16), aliases=("preact-resnet8-w16",))
+BACKBONES.add("preact-resnet20", lambda: preact_cifar_resnet(20, 16), aliases=("preact-resnet20-w16",))
+BACKBONES.add("resnet18", lambda: torchvision_resnet("resnet18"))
+BACKBONES.add("resnet50", lambda: torchvision_resnet("resnet50"))
 
 
 def build_backbone(name: str | nn.Module, image_shape: tuple[int, int, int] = (3, 32, 32)) -> Backbone:
@@ -201,7 +205,7 @@ def build_backbone(name: str | nn.Module, image_shape: tuple[int, int, int] = (3
         return as_backbone(name, image_shape)
     if not isinstance(name, str) or name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; allowed: {sorted(BACKBONES)} or an nn.Module")
-    return BACKBONES[name]()
+    return BACKBONES[name]()  # an architecture's full name (resnet8-w16, as in the manifest) is an alias
 
 
 def module_digest(module: nn.Module) -> str:
@@ -219,6 +223,13 @@ def module_digest(module: nn.Module) -> str:
         except (RuntimeError, TypeError):  # dtypes without a byte view: their printed values
             h.update(repr(t.tolist()).encode())
     return h.hexdigest()
+
+
+def freeze(module: nn.Module) -> nn.Module:
+    """Turn off gradients of every parameter of ``module`` (in place); returns it."""
+    for p in module.parameters():
+        p.requires_grad_(False)
+    return module
 
 
 def count_params(module: nn.Module, trainable_only: bool = False) -> int:

@@ -337,7 +337,7 @@ def prepare(method: str = "sgd", stream: str | TaskStream = "synth-10", *, backb
     if user_module is None:
         if not isinstance(backbone, str) or backbone not in BACKBONES:
             raise ConfigError(f"run: unknown backbone {backbone!r}; allowed: {sorted(BACKBONES)} or an nn.Module")
-        run_kw["backbone"] = backbone
+        run_kw["backbone"] = BACKBONES.canonical(backbone)  # one architecture, one name (resnet8-w16 -> resnet8)
     else:
         run_kw["backbone"] = type(user_module).__name__
     cfg: RunConfig = build(RunConfig, run_kw, "run")

@@ -1,0 +1,49 @@
+"""The report set: every numbered notebook executed in order on the offline default, with an index page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from .._io import atomic_write_text
+from ..config import ConfigError
+from ..lab.params import NOTEBOOKS
+from .execution import Outcome, check_params, clean_running, execute, fill_roles, notebook_path
+from .html import outcome_rows, page, write_plotly_js
+
+# The report set: every notebook in order, with the settings its parameter class declares in
+# ``REPORT`` (sized so the whole set runs in well under 15 minutes on 2 CPU cores).
+REPORT_SET: dict[str, dict[str, Any]] = {name: dict(cls.REPORT) for name, cls in sorted(NOTEBOOKS.items())}
+
+
+def run_report_set(out: str | Path = "reports", only: Sequence[str] | None = None,
+                   overrides: Mapping[str, Mapping[str, Any]] | None = None, notebook_dir: Path | None = None,
+                   progress: bool = True) -> list[Outcome]:
+    """Execute the report set in order; write each notebook's HTML and ``index.html``."""
+    out = Path(out).expanduser().resolve()
+    names = list(only) if only else list(REPORT_SET)
+    plan = []
+    for name in names:
+        if name not in REPORT_SET:
+            raise ConfigError(f"unknown report {name!r}; allowed: {list(REPORT_SET)}")
+        params = fill_roles(name, {**REPORT_SET[name], **dict((overrides or {}).get(name, {}))}, out, False)
+        check_params(name, params)
+        notebook_path(name, notebook_dir)
+        plan.append((name, params))
+    out.mkdir(parents=True, exist_ok=True)
+    clean_running(out)
+    write_plotly_js(out)
+    outcomes = []
+    for name, params in plan:
+        fill_roles(name, params, out)  # a from:<notebook> parameter reads what that notebook just recorded
+        if progress:
+            print(f"{name}: executing", flush=True)
+        o = execute(name, params, out / f"{name}.ipynb", out / f"{name}.html", cwd=out, notebook_dir=notebook_dir)
+        outcomes.append(o)
+        if progress:
+            print(f"{name}: {'ok' if o.ok else 'FAILED ' + str(o.error)} ({o.seconds:.0f} s)", flush=True)
+    total = sum(o.seconds for o in outcomes)
+    body = (f"<p>{sum(o.ok for o in outcomes)} of {len(outcomes)} reports executed, {total:.0f} s in all. "
+            "Each link is a notebook executed by papermill and rendered to HTML.</p>" + outcome_rows(outcomes))
+    atomic_write_text(out / "index.html", page("cl_lab reports", body))
+    return outcomes
