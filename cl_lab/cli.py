@@ -74,11 +74,18 @@ def _run_sweep(args: argparse.Namespace, common: dict[str, Any]) -> int:
                  threads=args.threads, ray_address=args.ray_address, cpus_per_point=args.cpus_per_point,
                  gpus_per_point=args.gpus_per_point, backbone=args.backbone, **{**common, **sets})
     for r in rows.itertuples():
-        status = f"avg acc {r.avg_accuracy:.3f}  forgetting {r.forgetting:.3f}" if r.ok else f"FAILED: {r.error}"
-        print(f"{r.method:>10s} seed {r.seed}: {status}  ({r.seconds:.1f}s, {r.threads} thread(s))")
+        status = (f"avg acc {r.avg_accuracy:.3f}  forgetting {r.forgetting:.3f}  stored/task "
+                  f"{r.stored_per_task_pct:.2f}% + {r.extra_mb:.2f} MB" if r.ok else f"FAILED: {r.error}")
+        print(f"{r.method:>10s} on {r.stream} seed {r.seed}: {status}  ({r.seconds:.1f}s, {r.threads} thread(s))")
     table = summarise(rows)
     if not table.empty:
-        print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        shown = table[["method", "stream", "variant"]].copy()
+        for k in ("avg_accuracy", "forgetting", "stored_per_task_pct", "extra_mb"):
+            shown[k] = [f"{m:.3f} +/- {s:.3f}" if s == s else f"{m:.3f}" for m, s in zip(table[f"{k}_mean"],
+                                                                                    table[f"{k}_std"])]
+        shown["seeds"] = table["avg_accuracy_count"]
+        print("\nmean +/- std over seeds (stored/task: parameters as % of the backbone; extra: buffers, Fisher, ...):")
+        print(shown.to_string(index=False))
     return 0 if rows.ok.all() else 1
 
 
@@ -222,15 +229,34 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
-    from .results import load_metrics
+    """Every run under a directory (sorted, with what it stores per task), then mean +/- std over seeds."""
+    from pathlib import Path
 
-    df = load_metrics(args.root)
-    if df.empty:
+    from .results import run_table, seed_table
+
+    runs = run_table(args.root)
+    if runs.empty:
         print(f"no runs under {args.root}")
         return 1
-    last = df.sort_values("after_task").groupby("run").tail(1)
-    cols = ["method", "stream", "seed", "status", "after_task", "avg_accuracy", "bwt", "forgetting", "first_task_accuracy"]
-    print(last[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    fmt = lambda v: f"{v:.3f}"  # noqa: E731
+    shown = runs.drop(columns=["run", "method"]).assign(extra_MB=runs.extra_bytes / 1e6).drop(columns="extra_bytes")
+    print(shown.to_string(index=False, float_format=fmt))
+    means = seed_table(runs)
+    if not means.empty:
+        print("\nmean +/- std over seeds (complete runs):")
+        pm = means[["stream", "config", "tasks"]].copy()
+        for k in ("avg_accuracy", "forgetting", "stored_per_task_pct"):
+            if f"{k}_mean" in means:
+                pm[k] = [f"{m:.3f} +/- {s:.3f}" if s == s else f"{m:.3f}" for m, s in zip(means[f"{k}_mean"],
+                                                                                        means[f"{k}_std"])]
+        pm["seeds"] = means["avg_accuracy_count"].astype(int)
+        print(pm.to_string(index=False))
+    if args.csv:
+        path = Path(args.csv)
+        mean_path = path.with_name(f"{path.stem}-mean{path.suffix or '.csv'}")
+        runs.to_csv(path, index=False)
+        means.to_csv(mean_path, index=False)
+        print(f"-> {path} (one row per run), {mean_path} (mean, std, count over seeds)")
     return 0
 
 
@@ -258,18 +284,42 @@ def _positive_int(text: str) -> int:
     return value
 
 
+class HELP(argparse.HelpFormatter):
+    """Every option's --help line shows its default (runner settings left unset: the runner's default)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        d = action.default
+        if not (d is None or d is False or d == [] or d == argparse.SUPPRESS) and "%(default)" not in text:
+            text += " (default: %(default)s)"
+        return text
+
+
+PRETRAINED_HELP = "'auto', 'shipped', a shipped checkpoint, a weights file, 'first-task' or 'none' (default: auto)"
+
+
+def _runner(key: str) -> str:
+    """The runner's own help and default for an option the CLI leaves unset by default."""
+    import dataclasses
+
+    from .train.runner import RunConfig
+
+    f = {f.name: f for f in dataclasses.fields(RunConfig)}[key]
+    return f"{f.metadata.get('help', '')} (default: {f.default})"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cl-lab", description="continual-learning lab")
     sub = p.add_subparsers(dest="command", required=True)
-    r = sub.add_parser("run", help="train methods over a task stream")
+    r = sub.add_parser("run", help="train methods over a task stream", formatter_class=HELP)
     r.add_argument("--method", nargs="+", default=["sgd"], help="one or more method names")
-    r.add_argument("--stream", default="synth-10")
-    r.add_argument("--backbone", default="resnet8")
-    r.add_argument("--pretrained", default=None, help="'auto', 'shipped', a weights file, or 'none'")
-    r.add_argument("--epochs", type=int, default=None)
-    r.add_argument("--batch-size", dest="batch_size", type=int, default=None)
-    r.add_argument("--n-tasks", dest="n_tasks", type=int, default=None)
-    r.add_argument("--device", default=None)
+    r.add_argument("--stream", default="synth-10", help="a stream name (cl-lab streams)")
+    r.add_argument("--backbone", default="resnet8", help="a backbone name")
+    r.add_argument("--pretrained", default=None, help=PRETRAINED_HELP)
+    r.add_argument("--epochs", type=int, default=None, help=_runner("epochs"))
+    r.add_argument("--batch-size", dest="batch_size", type=int, default=None, help=_runner("batch_size"))
+    r.add_argument("--n-tasks", dest="n_tasks", type=int, default=None, help=_runner("n_tasks"))
+    r.add_argument("--device", default=None, help=_runner("device"))
     r.add_argument("--seed", type=_seed, default=0)
     r.add_argument("--seeds", type=_seed, nargs="+", default=None,
                    help="run every method for each seed (a sweep) and print mean +/- std")
@@ -280,14 +330,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="an existing Ray cluster ('auto' on a cluster node); default: a local Ray instance")
     r.add_argument("--cpus-per-point", dest="cpus_per_point", type=_positive_int, default=1)
     r.add_argument("--gpus-per-point", dest="gpus_per_point", type=float, default=0)
-    r.add_argument("--out", default="runs")
+    r.add_argument("--out", default="runs", help="folder of run directories")
     r.add_argument("--run-name", dest="run_name", default=None)
     r.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="method or runner parameters")
     r.add_argument("--no-progress", action="store_true")
     r.add_argument("--config", default=None, metavar="FILE",
                    help="a best-configuration file of cl-lab tune: its parameters (under --set)")
     r.set_defaults(func=cmd_run)
-    tu = sub.add_parser("tune", help="tune a method's hyperparameters on validation data (an Optuna study)")
+    tu = sub.add_parser("tune", help="tune a method's hyperparameters on validation data (an Optuna study)", formatter_class=HELP)
     tu.add_argument("--method", required=True)
     tu.add_argument("--stream", default="synth-10")
     tu.add_argument("--trials", type=int, default=20, help="trials in all (a resumed study runs the missing ones)")
@@ -303,11 +353,11 @@ def build_parser() -> argparse.ArgumentParser:
     tu.add_argument("--startup-trials", dest="startup_trials", type=int, default=10,
                     help="random trials before TPE takes over")
     tu.add_argument("--backbone", default="resnet8")
-    tu.add_argument("--pretrained", default=None, help="'auto', 'shipped', a weights file, or 'none'")
-    tu.add_argument("--epochs", type=int, default=None)
-    tu.add_argument("--batch-size", dest="batch_size", type=int, default=None)
-    tu.add_argument("--n-tasks", dest="n_tasks", type=int, default=None)
-    tu.add_argument("--device", default=None)
+    tu.add_argument("--pretrained", default=None, help=PRETRAINED_HELP)
+    tu.add_argument("--epochs", type=int, default=None, help=_runner("epochs"))
+    tu.add_argument("--batch-size", dest="batch_size", type=int, default=None, help=_runner("batch_size"))
+    tu.add_argument("--n-tasks", dest="n_tasks", type=int, default=None, help=_runner("n_tasks"))
+    tu.add_argument("--device", default=None, help=_runner("device"))
     tu.add_argument("--seed", type=_seed, default=0, help="the runs' seed")
     tu.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="fixed method or runner parameters")
     tu.add_argument("--executor", choices=["local", "ray"], default="local")
@@ -318,17 +368,18 @@ def build_parser() -> argparse.ArgumentParser:
     tu.add_argument("--gpus-per-point", dest="gpus_per_point", type=float, default=0)
     tu.add_argument("--no-report", dest="no_report", action="store_true", help="skip the HTML report page")
     tu.set_defaults(func=cmd_tune)
-    s = sub.add_parser("streams", help="list task streams")
+    s = sub.add_parser("streams", help="list task streams", formatter_class=HELP)
     s.set_defaults(func=cmd_streams)
-    m = sub.add_parser("methods", help="list methods, or one method's hyperparameters")
+    m = sub.add_parser("methods", help="list methods, or one method's hyperparameters", formatter_class=HELP)
     m.add_argument("name", nargs="?")
     m.set_defaults(func=cmd_methods)
-    g = sub.add_parser("generate", help="generate (and cache) an embedded stream")
+    g = sub.add_parser("generate", help="generate (and cache) an embedded stream", formatter_class=HELP)
     g.add_argument("--stream", default="synth-10")
     g.add_argument("--seed", type=_seed, default=0)
     g.add_argument("--no-cache", action="store_true")
     g.set_defaults(func=cmd_generate)
-    t = sub.add_parser("tradeoff", help="ResCL's fair comparison: source/target trade-off sweeps over two tasks")
+    t = sub.add_parser("tradeoff", help="ResCL's fair comparison: source/target trade-off sweeps over two tasks",
+                       formatter_class=HELP)
     t.add_argument("--stream", default="synth-10")
     t.add_argument("--source", type=int, default=0)
     t.add_argument("--target", type=int, default=1)
@@ -339,7 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sweeps to run (default: rescl:rescl_lambda, lwf:alpha, sgd:lr over five values)")
     t.add_argument("--no-progress", action="store_true")
     t.set_defaults(func=cmd_tradeoff)
-    md = sub.add_parser("mdl", help="multi-domain learning: MPNAS + ABDP and its comparisons")
+    md = sub.add_parser("mdl", help="multi-domain learning: MPNAS + ABDP and its comparisons", formatter_class=HELP)
     md.add_argument("--stream", default="synth-10", help="stream whose tasks are the domains")
     md.add_argument("--domains", default=None, help="how many first tasks (default 5) or comma-separated names")
     md.add_argument("--setups", default=None, help="comma-separated subset of mpnas,mpnas-uniform,independent,"
@@ -354,7 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="torch threads per worker (default: the cores divided among the workers; recorded)")
     md.add_argument("--no-progress", action="store_true")
     md.set_defaults(func=cmd_mdl)
-    rp = sub.add_parser("report", help="execute the notebooks with papermill and render HTML reports")
+    rp = sub.add_parser("report", help="execute the notebooks with papermill and render HTML reports", formatter_class=HELP)
     rp.add_argument("--out", default="reports", help="report directory (grids: reports/grid)")
     rp.add_argument("--only", nargs="*", default=None, help="a subset of the report set, e.g. 00_quickstart")
     rp.add_argument("--params", default=None, metavar="GRID.yaml", help="run a parameter grid instead of the report set")
@@ -364,10 +415,22 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--cpus-per-point", dest="cpus_per_point", type=_positive_int, default=1)
     rp.add_argument("--gpus-per-point", dest="gpus_per_point", type=float, default=0)
     rp.set_defaults(func=cmd_report)
-    su = sub.add_parser("summary", help="final metrics of every run under a directory")
+    su = sub.add_parser("summary", help="final metrics of every run under a directory", formatter_class=HELP)
     su.add_argument("root", nargs="?", default="runs")
+    su.add_argument("--csv", default=None, metavar="FILE",
+                    help="also write the per-run table to FILE and the mean/std/count over seeds to FILE-mean.csv")
     su.set_defaults(func=cmd_summary)
     return p
+
+
+def _show_defaults(parser: argparse.ArgumentParser) -> None:
+    """Options declared without help text still show their default in --help."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _show_defaults(sub)
+        elif action.help is None and action.default not in (None, argparse.SUPPRESS) and action.default is not False:
+            action.help = "default: %(default)s"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -377,7 +440,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .rundir import RunDirError
     from .train import TrainingDiverged
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    _show_defaults(parser)
+    args = parser.parse_args(argv)
     try:
         return args.func(args)
     except (ConfigError, RunDirError, WeightsError, TrainingDiverged, PointsFailed, ValueError, TypeError,

@@ -285,6 +285,39 @@ def load_costs(root: str | Path):
     return _load(root, "costs.csv")
 
 
+def run_table(root: str | Path):
+    """One row per run under ``root``: its configuration label, seed, tasks, status, final metrics
+    and what it stores per task (mean ``task_params_pct`` over tasks, final ``extra_bytes``), sorted
+    by stream, configuration and seed. ``seed_table`` averages it over seeds."""
+    import pandas as pd
+
+    m = load_metrics(root)
+    if m.empty:
+        return m
+    last = m.sort_values("after_task").groupby("run").tail(1).copy()
+    last["tasks"] = last.after_task + 1
+    c = load_costs(root)
+    if not c.empty:
+        per = c.groupby("run").agg(stored_per_task_pct=("task_params_pct", "mean"), extra_bytes=("extra_bytes", "last"),
+                                   train_seconds=("train_seconds", "sum"))
+        last = last.merge(per, left_on="run", right_index=True, how="left")
+    cols = ["stream", "config", "method", "seed", "tasks", "status", "threads", "avg_accuracy", "bwt", "forgetting",
+            "first_task_accuracy", "stored_per_task_pct", "extra_bytes", "train_seconds", "run"]
+    out = last[[k for k in cols if k in last.columns]]
+    return pd.DataFrame(out).sort_values(["stream", "config", "tasks", "seed"]).reset_index(drop=True)
+
+
+def seed_table(runs):
+    """``run_table`` averaged over seeds: mean, standard deviation and count per (stream, configuration,
+    tasks) of the final metrics and costs (complete runs only)."""
+    done = runs[runs.status == "complete"]
+    metrics_cols = [k for k in ("avg_accuracy", "forgetting", "bwt", "stored_per_task_pct", "extra_bytes")
+                    if k in done.columns]
+    out = done.groupby(["stream", "config", "tasks"])[metrics_cols].agg(["mean", "std", "count"])
+    out.columns = [f"{a}_{b}" for a, b in out.columns]
+    return out.reset_index()
+
+
 def load_mdl(run_dir: str | Path) -> dict[str, Any]:
     """Read an MDL run directory back: config, results, summary, paths, blocks, Jaccard matrix,
     the search history (step, domain, entropy, reward, baseline, top probability per setup) and

@@ -40,22 +40,28 @@ def _point(plan: Any, threads: int) -> dict[str, Any]:
 
     t0 = time.perf_counter()
     cfg = plan.config
-    row: dict[str, Any] = {"method": plan.name, "stream": _stream_name(plan.stream), "seed": cfg.seed,
+    row: dict[str, Any] = {"method": plan.name, "stream": _stream_name(plan), "seed": cfg.seed,
                            "threads": threads}
     try:
         r = execute(plan)
         s = r.summary()
+        costs = r.costs
         row.update(ok=True, avg_accuracy=s["avg_accuracy"], forgetting=s["forgetting"], bwt=s["bwt"],
-                   run_dir=str(r.run_dir), error="", variant=variant(r.config))
+                   stored_per_task_pct=float(costs.task_params_pct.mean()),
+                   extra_mb=float(costs.extra_bytes.iloc[-1]) / 1e6, run_dir=str(r.run_dir), error="",
+                   variant=variant(r.config))
     except Exception as e:  # a failed point is reported, the others go on
-        row.update(ok=False, avg_accuracy=float("nan"), forgetting=float("nan"), bwt=float("nan"), run_dir="",
+        row.update(ok=False, avg_accuracy=float("nan"), forgetting=float("nan"), bwt=float("nan"),
+                   stored_per_task_pct=float("nan"), extra_mb=float("nan"), run_dir="",
                    error=f"{type(e).__name__}: {e}", variant="")
     row["seconds"] = time.perf_counter() - t0
     return row
 
 
-def _stream_name(stream: Any) -> str:
-    return stream if isinstance(stream, str) else getattr(stream, "name", str(stream))
+def _stream_name(plan: Any) -> str:
+    """The stream's name, with ``[:n]`` when the run trains only its first n tasks."""
+    name = plan.stream if isinstance(plan.stream, str) else getattr(plan.stream, "name", str(plan.stream))
+    return name if plan.config.n_tasks is None else f"{name}[:{plan.config.n_tasks}]"
 
 
 def plan_points(methods: Sequence[str], stream: Any, seeds: Sequence[int], kwargs: dict[str, Any]) -> list[Any]:
@@ -94,9 +100,10 @@ def _job(job: tuple) -> dict[str, Any]:
 
 def _failed_row(job: tuple, error: str) -> dict[str, Any]:
     plan, threads = job
-    return {"method": plan.name, "stream": _stream_name(plan.stream), "seed": plan.config.seed, "threads": threads,
-            "ok": False, "avg_accuracy": float("nan"), "forgetting": float("nan"), "bwt": float("nan"), "run_dir": "",
-            "error": error, "variant": "", "seconds": float("nan")}
+    return {"method": plan.name, "stream": _stream_name(plan), "seed": plan.config.seed, "threads": threads,
+            "ok": False, "avg_accuracy": float("nan"), "forgetting": float("nan"), "bwt": float("nan"),
+            "stored_per_task_pct": float("nan"), "extra_mb": float("nan"), "run_dir": "", "error": error,
+            "variant": "", "seconds": float("nan")}
 
 
 def _default_threads(workers: int) -> int:
@@ -118,7 +125,8 @@ def summarise(rows) -> Any:
     ok = rows[rows.ok]
     if ok.empty:
         return ok
-    g = ok.groupby(["method", "stream", "variant"])[["avg_accuracy", "forgetting", "bwt"]]
+    g = ok.groupby(["method", "stream", "variant"])[["avg_accuracy", "forgetting", "bwt", "stored_per_task_pct",
+                                                      "extra_mb"]]
     out = g.agg(["mean", "std", "count"])
     out.columns = [f"{a}_{b}" for a, b in out.columns]
     return out.reset_index()
