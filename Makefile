@@ -7,7 +7,7 @@ OUT ?= runs
 EPOCHS ?= 4
 METHODS ?= sgd sgd-ll clr
 
-.PHONY: setup run train test lab labs lint clean-runs
+.PHONY: setup run train test lab labs grade lint clean-runs
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,7 +39,25 @@ lab: $(STAMP)
 	$(VENV)/bin/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root)
 
 LABS_OUT ?= build/labs
+LABS ?=
+CL_LAB_REQUIREMENT ?=
 
 ## Course labs: student versions (solutions stripped) and autograder zips -> $(LABS_OUT)/<lab>/
+## (CL_LAB_REQUIREMENT='cl_lab @ git+https://...' names cl_lab for the grading image instead of a bundled wheel)
 labs: $(STAMP)
-	$(PY) -m cl_lab.lab.labs --out $(LABS_OUT)
+	$(PY) -m cl_lab.lab.labs --out $(LABS_OUT) $(LABS) $(if $(CL_LAB_REQUIREMENT),--cl-lab-requirement '$(CL_LAB_REQUIREMENT)')
+
+SUBMISSIONS ?=
+LAB ?= lab1_forgetting
+WORKERS ?=
+TIMEOUT ?= 300
+GRADEBOOK ?= build/grades/gradebook-$(LAB).csv
+
+## Grade a folder of submissions (.ipynb or export zips) to one lab, in parallel -> $(GRADEBOOK)
+## (builds the lab first when it has no autograder zip). It runs the students' code as you: see the README.
+grade: $(STAMP)
+	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=dir [LAB=$(LAB) WORKERS=n TIMEOUT=$(TIMEOUT)]"; exit 2; }
+	@ls $(LABS_OUT)/$(LAB)/autograder/$(LAB)-autograder_*.zip >/dev/null 2>&1 || \
+		$(PY) -m cl_lab.lab.labs --out $(LABS_OUT) $(LAB)
+	$(PY) -m cl_lab.lab.grade $(SUBMISSIONS) --lab $(LAB) --labs-dir $(LABS_OUT) --out $(GRADEBOOK) \
+		--timeout $(TIMEOUT) $(if $(WORKERS),--workers $(WORKERS))

@@ -1,4 +1,4 @@
-"""Command line: ``cl-lab run|tune|streams|methods|generate|tradeoff|mdl|report|summary`` (also ``python -m cl_lab``)."""
+"""Command line: ``cl-lab run|tune|streams|methods|generate|tradeoff|mdl|report|grade|summary`` (also ``python -m cl_lab``)."""
 
 from __future__ import annotations
 
@@ -228,6 +228,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_grade(args: argparse.Namespace) -> int:
+    """``cl-lab grade SUBMISSIONS --lab LAB ...``: ``cl_lab.lab.grade`` (it runs the students' code as you)."""
+    from .lab.grade import main as grade_main
+
+    return grade_main(args.rest)
+
+
 def cmd_summary(args: argparse.Namespace) -> int:
     """Every run under a directory (sorted, with what it stores per task), then mean +/- std over seeds."""
     from pathlib import Path
@@ -415,6 +422,11 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--cpus-per-point", dest="cpus_per_point", type=_positive_int, default=1)
     rp.add_argument("--gpus-per-point", dest="gpus_per_point", type=float, default=0)
     rp.set_defaults(func=cmd_report)
+    gr = sub.add_parser("grade", help="grade a folder of lab submissions into one gradebook CSV, in parallel, with a "
+                        "per-submission timeout (runs the students' code as you; cl-lab grade -h for options)",
+                        add_help=False)
+    gr.add_argument("rest", nargs=argparse.REMAINDER)
+    gr.set_defaults(func=cmd_grade)
     su = sub.add_parser("summary", help="final metrics of every run under a directory", formatter_class=HELP)
     su.add_argument("root", nargs="?", default="runs")
     su.add_argument("--csv", default=None, metavar="FILE",
@@ -440,6 +452,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .rundir import RunDirError
     from .train import TrainingDiverged
 
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["grade"]:  # its own options, -h included, belong to cl_lab.lab.grade
+        return cmd_grade(argparse.Namespace(rest=argv[1:]))
     parser = build_parser()
     _show_defaults(parser)
     args = parser.parse_args(argv)

@@ -84,3 +84,23 @@ def test_every_method_of_the_suite_gets_its_own_colour_and_configurations_their_
     metrics = pd.DataFrame([{"run": r["run"], "after_task": 0, "avg_accuracy": 0.5} for r in rows])
     scatter = {t.name: (t.marker.color, t.marker.symbol) for t in viz.cost_vs_accuracy(costs, metrics).data}
     assert scatter == markers, "the trade-off plot draws each configuration as the curves do"
+
+
+def _chromium() -> bool:
+    import shutil
+
+    return any(shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome"))
+
+
+def test_figures_export_to_png_and_svg(tmp_path):
+    import pytest
+
+    if not _chromium():
+        pytest.skip("static image export needs Chrome or Chromium (apt-get install chromium)")
+    pytest.importorskip("kaleido")
+    fig = viz.accuracy_heatmap(np.array([[0.9, NAN], [0.5, 0.8]]), ["a", "b"])
+    png = viz.export(fig, tmp_path / "fig.png")
+    svg = viz.export(fig, tmp_path / "fig.svg")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and b"<svg" in svg.read_bytes()[:500]
+    with pytest.raises(ValueError, match="no image suffix"):
+        viz.export(fig, tmp_path / "fig.txt")

@@ -4,6 +4,7 @@ from .figures import (
     accuracy_heatmap,
     chosen_paths,
     cost_vs_accuracy,
+    export,
     jaccard_heatmap,
     mdl_comparison,
     path_similarity,
@@ -11,6 +12,5 @@ from .figures import (
     task_accuracy_over_time,
 )
 
-__all__ = ["accuracy_heatmap", "chosen_paths", "cost_vs_accuracy", "jaccard_heatmap", "mdl_comparison", "path_similarity",
-           "search_entropy",
-           "task_accuracy_over_time"]
+__all__ = ["accuracy_heatmap", "chosen_paths", "cost_vs_accuracy", "export", "jaccard_heatmap", "mdl_comparison",
+           "path_similarity", "search_entropy", "task_accuracy_over_time"]

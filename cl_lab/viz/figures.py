@@ -6,7 +6,8 @@ static reports as well as in widgets.
 
 from __future__ import annotations
 
-from typing import Sequence
+from pathlib import Path
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -221,3 +222,32 @@ def path_similarity(blocks, setup: str = "mpnas"):
     sets = {d: set(zip(g.layer_index, g.block)) for d, g in df.groupby("domain", sort=False)}
     names = list(dict.fromkeys(blocks[blocks.setup == setup].domain))
     return jaccard_matrix({d: sets.get(d, set()) for d in names})
+
+
+IMAGE_FORMATS = ("png", "svg", "pdf", "jpeg", "webp")
+
+
+def export(fig: Any, path: str | Path, *, scale: float = 2.0) -> Path:
+    """Write ``fig`` as a static image for slides and papers (format from the suffix: png, svg, pdf, ...).
+
+    Plotly's exporter, kaleido (in the ``lab`` extra), drives a headless Chrome or Chromium: the
+    system's (``apt-get install chromium``) or one installed with ``plotly_get_chrome``. Anything
+    missing is a one-line error saying what to install."""
+    path = Path(path)
+    fmt = path.suffix.lstrip(".").lower()
+    if fmt not in IMAGE_FORMATS:
+        raise ValueError(f"export: {str(path)!r} has no image suffix; use one of {list(IMAGE_FORMATS)}")
+    try:
+        import kaleido  # noqa: F401
+    except ImportError:
+        raise RuntimeError("export: static images need kaleido: pip install 'cl_lab[lab]' (or pip install kaleido)") \
+            from None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fig.write_image(str(path), format=fmt, scale=scale)
+    except Exception as e:
+        if "chrome" in str(e).lower() or "browser" in str(e).lower():
+            raise RuntimeError("export: kaleido found no Chrome or Chromium; install one (apt-get install chromium, "
+                               "or run plotly_get_chrome once)") from None
+        raise
+    return path
