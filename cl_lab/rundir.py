@@ -80,6 +80,18 @@ def default_name(prefix: str, config: Mapping[str, Any]) -> str:
     return f"{slug}-{config_hash(config)[:8]}"
 
 
+def hold_lock(path: Path, busy: Exception) -> Any:
+    """A ``filelock`` lock on ``path``, taken at once, or ``busy`` raised if another process holds it."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(path))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise busy from None
+    return lock
+
+
 def check_out_dir(out: Path) -> None:
     """``out`` exists (created if needed) and is writable; else a RunDirError saying what to do."""
     import os
@@ -137,18 +149,14 @@ class RunDir:
         self.close()
 
     def open(self) -> RunDir:
-        from filelock import FileLock, Timeout
-
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise _fs_error(self.path, e, "create the run directory") from e
-        lock = FileLock(str(self.path / LOCK))
         try:
-            lock.acquire(timeout=0)
-        except Timeout:
-            raise RunDirError(f"run directory {str(self.path)!r} is in use by another process (lock {LOCK}); wait "
-                              "for it to finish or choose another run_name/out") from None
+            lock = hold_lock(self.path / LOCK, RunDirError(
+                f"run directory {str(self.path)!r} is in use by another process (lock {LOCK}); wait for it to finish "
+                "or choose another run_name/out"))
         except OSError as e:
             raise _fs_error(self.path, e, "lock") from e
         self._lock = lock

@@ -547,17 +547,13 @@ def tune(method: str, stream: Any = "synth-10", trials: int = 20, *, out: str | 
     if not isinstance(report, bool):
         raise ConfigError(f"tune: report must be true or false; got {report!r}")
     import optuna
-    from filelock import FileLock, Timeout
 
-    from .rundir import check_out_dir
+    from .rundir import check_out_dir, hold_lock
 
     check_out_dir(setup.study_dir)
-    lock = FileLock(str(setup.study_dir / LOCK))
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        raise ConfigError(f"tune: study {str(setup.study_dir)!r} is in use by another process (lock {LOCK}); wait "
-                          "for it, or add workers to that process (workers=N) instead") from None
+    lock = hold_lock(setup.study_dir / LOCK, ConfigError(
+        f"tune: study {str(setup.study_dir)!r} is in use by another process (lock {LOCK}); wait for it, or add "
+        "workers to that process (workers=N) instead"))
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
