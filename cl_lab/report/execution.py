@@ -111,7 +111,7 @@ def clean_running(out: Path) -> list[Path]:
 
 
 def execute(name: str, params: Mapping[str, Any], out_nb: Path, html_file: Path, *, cwd: Path,
-            notebook_dir: Path | None = None, threads: int | None = None) -> Outcome:
+            notebook_dir: Path | None = None, threads: int | None = None, progress_bar: bool = False) -> Outcome:
     """Execute one notebook with papermill (kernel ``python3``) and render it; never raises for notebook errors."""
     import papermill as pm
 
@@ -128,7 +128,7 @@ def execute(name: str, params: Mapping[str, Any], out_nb: Path, html_file: Path,
         for attempt in range(1, KERNEL_START_ATTEMPTS + 1):
             try:
                 pm.execute_notebook(str(notebook_path(name, notebook_dir)), str(running), parameters=dict(params),
-                                    kernel_name="python3", cwd=str(cwd), progress_bar=False, log_output=False)
+                                    kernel_name="python3", cwd=str(cwd), progress_bar=progress_bar, log_output=False)
                 break
             except Exception as e:  # a notebook's failure is a result to report, not a crash of the batch
                 if attempt < KERNEL_START_ATTEMPTS and kernel_start_failed(e):

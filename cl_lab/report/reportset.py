@@ -14,6 +14,20 @@ from .html import outcome_rows, page, write_plotly_js
 # The report set: every notebook in order, with the settings its parameter class declares in
 # ``REPORT`` (sized so the whole set runs in well under 15 minutes on 2 CPU cores).
 REPORT_SET: dict[str, dict[str, Any]] = {name: dict(cls.REPORT) for name, cls in sorted(NOTEBOOKS.items())}
+TIMINGS = "timings.json"
+"""Seconds each report took last time in this folder: the estimate of what is left on the next run."""
+FIRST_ESTIMATE = 90.0
+"""Seconds assumed for a report never run in this folder before."""
+
+
+def _last_timings(out: Path) -> dict[str, float]:
+    import json
+
+    try:
+        last = json.loads((out / TIMINGS).read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: float(v) for k, v in last.items() if isinstance(v, (int, float))} if isinstance(last, dict) else {}
 
 
 def run_report_set(out: str | Path = "reports", only: Sequence[str] | None = None,
@@ -34,14 +48,23 @@ def run_report_set(out: str | Path = "reports", only: Sequence[str] | None = Non
     clean_running(out)
     write_plotly_js(out)
     outcomes = []
-    for name, params in plan:
+    last = _last_timings(out)
+    estimate = {n: last.get(n, FIRST_ESTIMATE) for n, _ in plan}
+    for i, (name, params) in enumerate(plan):
         fill_roles(name, params, out)  # a from:<notebook> parameter reads what that notebook just recorded
         if progress:
-            print(f"{name}: executing", flush=True)
-        o = execute(name, params, out / f"{name}.ipynb", out / f"{name}.html", cwd=out, notebook_dir=notebook_dir)
+            left = sum(estimate[n] for n, _ in plan[i:])
+            print(f"[{i + 1}/{len(plan)}] {name}: executing (about {estimate[name]:.0f} s; about {left / 60:.1f} min "
+                  "left in the set)", flush=True)
+        o = execute(name, params, out / f"{name}.ipynb", out / f"{name}.html", cwd=out, notebook_dir=notebook_dir,
+                    progress_bar=progress)
         outcomes.append(o)
         if progress:
-            print(f"{name}: {'ok' if o.ok else 'FAILED ' + str(o.error)} ({o.seconds:.0f} s)", flush=True)
+            print(f"[{i + 1}/{len(plan)}] {name}: {'ok' if o.ok else 'FAILED ' + str(o.error)} ({o.seconds:.0f} s)",
+                  flush=True)
+    import json
+
+    atomic_write_text(out / TIMINGS, json.dumps({**last, **{o.name: round(o.seconds, 1) for o in outcomes}}, indent=2))
     total = sum(o.seconds for o in outcomes)
     body = (f"<p>{sum(o.ok for o in outcomes)} of {len(outcomes)} reports executed, {total:.0f} s in all. "
             "Each link is a notebook executed by papermill and rendered to HTML.</p>" + outcome_rows(outcomes))
