@@ -104,3 +104,12 @@ def test_figures_export_to_png_and_svg(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and b"<svg" in svg.read_bytes()[:500]
     with pytest.raises(ValueError, match="no image suffix"):
         viz.export(fig, tmp_path / "fig.txt")
+
+
+def test_cost_axis_ticks_are_whole_numbers_at_1_2_5_steps():
+    costs = pd.DataFrame({"run": ["a", "b"], "method": ["sgd", "clr"], "config": ["sgd", "clr"],
+                          "task_params_pct": [0.3, 4.5]})
+    metrics = pd.DataFrame({"run": ["a", "b"], "after_task": [1, 1], "avg_accuracy": [0.4, 0.6]})
+    fig = viz.cost_vs_accuracy(costs, metrics)
+    assert {"0.5", "1", "2", "5"} <= set(fig.layout.xaxis.ticktext)
+    assert all(float(t) == v for t, v in zip(fig.layout.xaxis.ticktext, fig.layout.xaxis.tickvals))

@@ -108,6 +108,15 @@ def task_accuracy_over_time(acc, task: int = 0, methods: Sequence[str] | None = 
     return fig
 
 
+def log_ticks(lo: float, hi: float) -> list[float]:
+    """Tick values at 1, 2 and 5 times the powers of ten that cover ``[lo, hi]``."""
+    out = []
+    for e in range(int(np.floor(np.log10(lo))), int(np.ceil(np.log10(hi))) + 1):
+        out += [m * 10.0 ** e for m in (1, 2, 5)]
+    keep = [t for t in out if lo / 2.5 <= t <= hi * 2.5]
+    return [float(f"{t:.6g}") for t in keep]
+
+
 def cost_vs_accuracy(costs, metrics, reference_pct: float | None = 0.6):
     """Stored parameters per task (% of backbone, log scale) vs final average accuracy, one point per run."""
     go = _go()
@@ -130,6 +139,11 @@ def cost_vs_accuracy(costs, metrics, reference_pct: float | None = 0.6):
                            showarrow=False, xanchor="left", yanchor="bottom")
     fig.update_layout(title="parameters stored per task vs average accuracy", xaxis_type="log",
                       xaxis_title="stored parameters per task (% of backbone)", yaxis_title="final average accuracy")
+    # ticks at 1-2-5 steps labelled as whole numbers (plotly's default labels minor ticks "4 5 ... 9 1 2")
+    xs = [*df.task_params_pct.tolist(), *([reference_pct] if reference_pct is not None else [])]
+    ticks = log_ticks(min(xs), max(xs)) if xs and min(xs) > 0 else []
+    if ticks:
+        fig.update_xaxes(tickvals=ticks, ticktext=[f"{t:g}" for t in ticks])
     return fig
 
 
