@@ -1,0 +1,205 @@
+"""The notebooks' "what you should see" texts, computed from each notebook's own numbers.
+
+One function per numbered notebook (05 has two: its main table and its from-random-weights
+comparison) takes the numbers the notebook just produced and returns Markdown. A statement is
+made only when those numbers support it; the thresholds are the constants below.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping, Sequence
+
+FLAT = 1e-9
+"""A first-task accuracy that moves less than this over the stream is flat (nothing it uses changed)."""
+FALLS = 0.02
+"""A first-task accuracy that ends more than this below where it started has fallen (forgetting)."""
+NO_FORGETTING = 0.005
+"""|forgetting| below this counts as none."""
+LIKE_SGD = 0.05
+"""A regulariser forgets about as much as fine-tuning when its forgetting is within this of SGD's."""
+NEAR_CHANCE = 0.05
+"""An accuracy below chance + this has learnt next to nothing (as 01's 'clearly above chance')."""
+NOISE = 0.05
+"""Mean-accuracy differences up to this are within one seed's noise (04): the README's three-seed MDL
+table spreads ABDP's difference to the uniform loss over about +/- 0.05."""
+
+
+def _verdict(a: Sequence[float]) -> str:
+    if max(a) - min(a) < FLAT:
+        return "flat: nothing it uses for task 1 changed"
+    if a[-1] < a[0] - FALLS:
+        return f"falls from {a[0]:.2f} to {a[-1]:.2f}"
+    return f"stays near {a[0]:.2f}"
+
+
+def what_you_should_see_02(acc: Any, by: str = "method") -> str:
+    """First-task accuracy over the stream, one verdict per method: flat, falls (by more than ``FALLS``)
+    or stays near its start. ``acc``: accuracy rows (``cl_lab.results.load``) with columns ``by``,
+    ``task``, ``after_task`` and ``accuracy``."""
+    lines, clr_moved = [], False
+    for name, rows in acc[acc.task == 0].groupby(by, sort=False):
+        a = rows.sort_values("after_task").accuracy.tolist()
+        if len(a) < 2:
+            continue
+        lines.append(f"- **{name}**: task 1 accuracy {_verdict(a)}.")
+        clr_moved |= name == "clr" and max(a) - min(a) >= FLAT
+    text = ("**What you should see:** CLR's first-task line is flat (its columns never move); methods that keep "
+            "updating shared weights lose task 1 to later tasks unless a penalty or a teacher holds them back.\n\n")
+    if not lines:
+        return text + "Only one task ran: no later task could change task 1."
+    text += "\n".join(lines)
+    if clr_moved:
+        text += ("\n\n**CLR's first-task accuracy moved.** Its task-1 parameters are never trained again, so it "
+                 "cannot: something shared changed (report it).")
+    return text
+
+
+def _names(values: Mapping[str, float] | Any, fmt: str = ".2f") -> str:
+    return ", ".join(f"{m} {v:{fmt}}" for m, v in values.items())
+
+
+def what_you_should_see_05(table: Any, chance: float, n_tasks: int) -> str:
+    """05's main table: which methods forget nothing (|forgetting| < ``NO_FORGETTING``), the three most
+    accurate and the three that forget most, the regularisers that forget about as much as SGD (within
+    ``LIKE_SGD``), and the methods within ``NEAR_CHANCE`` of chance. ``table``: one row per method with
+    ``method``, ``avg_accuracy`` and ``forgetting``; ``chance``: the tasks' average chance level."""
+    s = table.set_index("method")
+    kept = [m for m in s.index if abs(s.forgetting[m]) < NO_FORGETTING]
+    text = (f"Average chance level over these {n_tasks} tasks: {chance:.2f}. "
+            "**What you should see:** the methods that give each task parameters of its own forget nothing and pay "
+            "for it in stored parameters (further right); the methods that share one trained backbone forget, "
+            f"fine-tuning (SGD) among the most. In this run: forgetting 0 for {', '.join(kept) or 'none'}; highest "
+            f"average accuracy {_names(s.avg_accuracy.nlargest(3))}; largest forgetting "
+            f"{_names(s.forgetting.nlargest(3))}.")
+    if "sgd" in s.index:
+        alike = [m for m in ("ewc", "online-ewc", "si", "lwf") if m in s.index
+                 and s.forgetting[m] >= s.forgetting["sgd"] - LIKE_SGD]
+        if alike:
+            text += (f" Here {', '.join(alike)} forget about as much as fine-tuning ({s.forgetting['sgd']:.2f}): a "
+                     "short run gives their penalties little to protect, and this is one seed; the README's baselines "
+                     "table measures them at a larger budget (five tasks, four epochs, three seeds).")
+    near = [m for m in s.index if s.avg_accuracy[m] < chance + NEAR_CHANCE]
+    if near:
+        text += (f"\n\n**Within {NEAR_CHANCE} of chance: {', '.join(near)}.** At this budget these methods learn next "
+                 "to nothing, and their rank says nothing about them: give them more epochs or tasks before comparing.")
+    return text
+
+
+def what_you_should_see_05_scratch(table: Any, chance: float, n_tasks: int) -> str:
+    """05's from-random-weights comparison: each method's drop of task 1 from when it was learnt to the
+    end, and the methods within ``NEAR_CHANCE`` of chance (they learnt nothing, so have nothing to forget).
+    ``table``: one row per method with ``method``, ``avg_accuracy``, ``task 1 when learnt`` and
+    ``task 1 at the end``."""
+    s = table.set_index("method")
+    drops = s["task 1 when learnt"] - s["task 1 at the end"]
+    text = (f"Chance on these {n_tasks} tasks: {chance:.2f} on average. Drop of task 1 from when it was learnt to "
+            f"the end: {_names(drops, '+.3f')}.")
+    low = [m for m in s.index if s.avg_accuracy[m] < chance + NEAR_CHANCE]
+    if low:
+        text += (f"\n\n**Within {NEAR_CHANCE} of chance: {', '.join(low)}.** Give them more `scratch_epochs` before "
+                 "reading their forgetting: a method that learnt nothing has nothing to forget.")
+    return text
+
+
+def _compare(a: float, b: float, margin: float) -> str:
+    d = a - b
+    d = d if abs(d) >= 5e-4 else 0.0  # no "-0.000"
+    if d > margin:
+        return f"higher by {d:.3f} ({a:.3f} vs {b:.3f})"
+    if d < -margin:
+        return f"lower by {-d:.3f} ({a:.3f} vs {b:.3f})"
+    return f"within noise ({a:.3f} vs {b:.3f}, a difference of {d:+.3f}, inside +/- {margin})"
+
+
+def _domain_chance(run: Mapping[str, Any]) -> dict[str, float]:
+    from ..data import load_stream
+
+    cfg = run["config"]
+    stream = load_stream(cfg["stream"], seed=cfg.get("stream_seed", 0))
+    return {t.name: 1 / t.num_classes for t in stream if t.name in set(cfg["domain_names"])}
+
+
+def what_you_should_see_04(run: Mapping[str, Any], chance: Mapping[str, float] | None = None,
+                           margin: float = NOISE) -> str:
+    """04's statements, each made only where the MDL run's numbers support it.
+
+    ``run``: ``cl_lab.results.load_mdl(run_dir)`` (``summary``, ``results``, ``not_converged``,
+    ``chance_rewards``, ``config``). ``chance``: 1 / classes per domain (default: from the run's stream).
+
+    - convergence: the searches that did not converge and those whose reward stayed at chance, or that
+      every search converged;
+    - size: MPNAS is called smaller than domain-independent NAS only if ``params_vs_independent < 1``,
+      larger (and by how much) if above 1;
+    - accuracy: MPNAS against independent NAS, and ABDP (``mpnas``) against the uniform loss
+      (``mpnas-uniform``): higher or lower only by more than ``margin``, otherwise within noise;
+    - the domains on which setups end within ``NEAR_CHANCE`` of chance, with those setups;
+    - the setup with the highest mean accuracy.
+    """
+    summary = run["summary"].set_index("setup")
+    cfg = run.get("config", {})
+    acc = summary.mean_accuracy
+    lines = []
+
+    threshold = cfg.get("convergence_threshold")
+    above = f"above {threshold:.0%} of its start" if threshold is not None else "still high"
+    if run.get("not_converged"):
+        lines.append(f"**Not converged** (final entropy {above}): {', '.join(run['not_converged'])}. Their paths are "
+                     "close to random draws, so the sizes and paths below compare draws, not choices.")
+    elif summary.get("converged") is not None and summary.converged.notna().any():
+        lines.append("Every search converged.")
+    if run.get("chance_rewards"):
+        lines.append(f"**Reward at chance during the search**: {', '.join(run['chance_rewards'])}. The supernet "
+                     "never beat chance there, so the cost term alone chose those paths.")
+
+    if {"mpnas", "independent"} <= set(summary.index) and "params_vs_independent" in summary:
+        ratio = float(summary.params_vs_independent["mpnas"])
+        n = len(cfg.get("domain_names", [])) or run["results"].domain.nunique()
+        if not math.isfinite(ratio):
+            lines.append("**Size**: no size ratio to independent NAS was recorded.")
+        elif ratio < 1:
+            lines.append(f"**Size**: MPNAS is smaller than domain-independent NAS, {ratio:.2f}x its parameters: "
+                         f"sharing blocks saved {1 - ratio:.1%} (at most {1 - 1 / n:.0%} with {n} domains).")
+        elif ratio > 1:
+            lines.append(f"**Size**: MPNAS is larger than domain-independent NAS, {ratio:.2f}x its parameters "
+                         f"({ratio - 1:.1%} more): in this run the blocks its paths chose cost more than sharing "
+                         "saved, so sharing saved no parameters.")
+        else:
+            lines.append("**Size**: MPNAS has exactly the parameters of domain-independent NAS: sharing saved nothing.")
+        lines.append(f"**Accuracy**: MPNAS against domain-independent NAS: "
+                     f"{_compare(acc['mpnas'], acc['independent'], margin)}.")
+    if {"mpnas", "mpnas-uniform"} <= set(summary.index):
+        reading = f" ({cfg['abdp_reading']} reading)" if cfg.get("abdp_reading") else ""
+        d = acc["mpnas"] - acc["mpnas-uniform"]
+        verdict = ("beats the uniform loss" if d > margin else "scores below the uniform loss" if d < -margin
+                   else "is not distinguishable from the uniform loss")
+        lines.append(f"**ABDP{reading}** {verdict}: {_compare(acc['mpnas'], acc['mpnas-uniform'], margin)}.")
+
+    chance = dict(chance) if chance is not None else _domain_chance(run)
+    res = run["results"]
+    near = []
+    for domain, rows in res.groupby("domain", sort=False):
+        c = chance.get(domain)
+        if c is None:
+            continue
+        low = rows[rows.accuracy < c + NEAR_CHANCE]
+        if len(low):
+            if len(low) == len(rows):
+                lo, hi = low.accuracy.min(), low.accuracy.max()
+                who = f"every setup, {lo:.2f}" + (f" to {hi:.2f}" if f"{hi:.2f}" != f"{lo:.2f}" else "")
+            else:
+                who = ", ".join(f"{s} {a:.2f}" for s, a in zip(low.setup, low.accuracy))
+            near.append(f"{domain} (chance {c:.2f}; {who})")
+    if near:
+        lines.append(f"**Within {NEAR_CHANCE} of chance**: {'; '.join(near)}. There these models learnt next to "
+                     "nothing at this budget, and how they rank there says nothing about the method.")
+    elif chance:
+        lines.append(f"Every setup is more than {NEAR_CHANCE} above chance on every domain.")
+
+    best = acc.idxmax()
+    if isinstance(best, str) and not math.isnan(acc[best]):
+        note = (" (it starts from a pretrained backbone; the searched setups train from scratch)"
+                if best == "single-path" else "")
+        lines.append(f"Highest mean accuracy: {best}, {acc[best]:.3f}{note}.")
+    return ("**What you should see**, from this run (one seed; mean-accuracy differences up to "
+            f"{margin} are treated as noise):\n\n" + "\n".join(f"- {line}" for line in lines))
