@@ -351,3 +351,26 @@ def test_rundir_hash_defaults_keep_old_names_and_refuse_a_change(tmp_path):
         new_hash = rd.hash
     with RunDir(tmp_path / "b", {"method": "x"}, ["method"]) as rd:
         assert rd.hash == new_hash  # the added setting at its default leaves the hash as before
+
+
+def test_a_killed_ray_worker_is_retried_once_then_a_failed_row(tmp_path):
+    pytest.importorskip("ray")
+    from cl_lab.parallel import run_points
+
+    def _die_once_then_run(job):  # defined here, so Ray ships it by value to its workers
+        """A point whose first worker is killed (the marker file says whether it ran before)."""
+        import os
+
+        marker, value = job
+        if value == "always":
+            os._exit(9)
+        if not os.path.exists(marker):
+            open(marker, "w").close()
+            os._exit(9)
+        return value
+
+    jobs = [(str(tmp_path / "a"), "ran after a retry"), (str(tmp_path / "b"), "always")]
+    rows = run_points(_die_once_then_run, jobs, executor="ray", cpus_per_point=1,
+                      failed=lambda job, err: f"failed: {err.splitlines()[0][:200]}")
+    assert rows[0] == "ran after a retry"
+    assert rows[1].startswith("failed:") and "Worker" in rows[1]
