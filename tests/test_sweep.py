@@ -41,7 +41,7 @@ def test_cli_seeds_sweep(tmp_path):
                           "--threads", "1", "--out", str(tmp_path), "--set", "n_tasks=2"],
                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert out.returncode == 0, out.stderr
-    assert "seed 0:" in out.stdout and "seed 1:" in out.stdout and "avg_accuracy_std" in out.stdout
+    assert "seed 0:" in out.stdout and "seed 1:" in out.stdout and "mean +/- std over seeds" in out.stdout
     assert len(list(tmp_path.glob("*/config.json"))) == 2
 
 
