@@ -63,6 +63,14 @@ def check_executor(executor: str, workers: Any, where: str, *, ray_address: str 
             _check_local_gpus(gpus_per_point, where)
 
 
+def point_threads(executor: str, workers: int, cpus_per_point: int = 1, threads: int | None = None) -> int:
+    """Torch threads of each point: ``threads`` if given, else a Ray point's CPUs, else this machine's
+    cores divided among the local workers (recorded by every run: results differ between counts)."""
+    if threads:
+        return threads
+    return cpus_per_point if executor == "ray" else max(1, (os.cpu_count() or 1) // workers)
+
+
 def _count(value: Any, name: str, where: str, top: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= top:
         raise ConfigError(f"{where}: {name}={value!r} is not allowed; use an integer from 1 to {top}")

@@ -192,8 +192,7 @@ class RunDir:
 
     def _clean_leftovers(self) -> list[Path]:
         """Temporary files of atomic writes that were killed before their rename (never read)."""
-        stale = [p for p in self.path.glob(".*.tmp") if p.is_file()]
-        stale += [p for sub in ("setups",) if (self.path / sub).is_dir() for p in (self.path / sub).glob(".*.tmp")]
+        stale = [p for p in [*self.path.glob(".*.tmp"), *self.path.glob("setups/.*.tmp")] if p.is_file()]
         for p in stale:
             p.unlink(missing_ok=True)
         return stale

@@ -46,7 +46,6 @@ import dataclasses
 import difflib
 import json
 import math
-import os
 import sys
 import types
 import typing
@@ -538,7 +537,7 @@ def tune(method: str, stream: Any = "synth-10", trials: int = 20, *, out: str | 
     ``n_tasks=5``, ``fisher="true"``, ...); ``space`` replaces the method's declared
     ``search_space``; ``on_trial`` is called with a summary of each finished trial (trials run
     in this process). Everything is validated before any file is written."""
-    from .parallel import check_executor, run_points
+    from .parallel import check_executor, point_threads, run_points
 
     setup = _plan(method, stream, trials, out=out, study_name=study_name, sampler_seed=sampler_seed,
                   startup_trials=startup_trials, space=space, protocol=protocol, k=k, run_kwargs=run_kwargs)
@@ -581,7 +580,7 @@ def tune(method: str, stream: Any = "synth-10", trials: int = 20, *, out: str | 
         elif remaining:
             n_jobs = min(workers, remaining)
             per = [remaining // n_jobs + (1 if i < remaining % n_jobs else 0) for i in range(n_jobs)]
-            t = threads or (cpus_per_point if executor == "ray" else max(1, (os.cpu_count() or 1) // n_jobs))
+            t = point_threads(executor, n_jobs, cpus_per_point, threads)
             jobs = [{"setup": setup, "n": n, "threads": t} for n in per]
             results = run_points(_worker, jobs, failed=_worker_failed, executor=executor, workers=workers,
                                  ray_address=ray_address, cpus_per_point=cpus_per_point,

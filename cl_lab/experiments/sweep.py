@@ -24,7 +24,6 @@ between thread counts.
 from __future__ import annotations
 
 import itertools
-import os
 import time
 from typing import Any, Sequence
 
@@ -82,13 +81,13 @@ def sweep(methods: Sequence[str], stream: str, seeds: Sequence[int] = (0, 1, 2),
     """Run every (method, seed) point; return a DataFrame with one row per run (see the module docstring)."""
     import pandas as pd
 
-    from ..parallel import check_executor, run_points
+    from ..parallel import check_executor, point_threads, run_points
 
     kwargs.setdefault("progress", False)
     check_executor(executor, workers, "sweep", ray_address=ray_address, cpus_per_point=cpus_per_point,
                    gpus_per_point=gpus_per_point, threads=threads)
     plans = plan_points(list(methods), stream, list(seeds), kwargs)
-    t = threads or (cpus_per_point if executor == "ray" else _default_threads(workers))
+    t = point_threads(executor, workers, cpus_per_point, threads)
     rows = run_points(_job, [(p, t) for p in plans], failed=_failed_row, executor=executor, workers=workers,
                       ray_address=ray_address, cpus_per_point=cpus_per_point, gpus_per_point=gpus_per_point)
     return pd.DataFrame(rows)
@@ -104,10 +103,6 @@ def _failed_row(job: tuple, error: str) -> dict[str, Any]:
             "ok": False, "avg_accuracy": float("nan"), "forgetting": float("nan"), "bwt": float("nan"),
             "stored_per_task_pct": float("nan"), "extra_mb": float("nan"), "run_dir": "", "error": error,
             "variant": "", "seconds": float("nan")}
-
-
-def _default_threads(workers: int) -> int:
-    return max(1, (os.cpu_count() or 1) // workers)
 
 
 def variant(config: dict[str, Any]) -> str:

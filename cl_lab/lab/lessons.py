@@ -79,11 +79,8 @@ def what_you_should_see_05(table: Any, chance: float, n_tasks: int) -> str:
             text += (f" Here {', '.join(alike)} forget about as much as fine-tuning ({s.forgetting['sgd']:.2f}): a "
                      "short run gives their penalties little to protect, and this is one seed; the README's baselines "
                      "table measures them at a larger budget (five tasks, four epochs, three seeds).")
-    near = [m for m in s.index if s.avg_accuracy[m] < chance + NEAR_CHANCE]
-    if near:
-        text += (f"\n\n**Within {NEAR_CHANCE} of chance: {', '.join(near)}.** At this budget these methods learn next "
-                 "to nothing, and their rank says nothing about them: give them more epochs or tasks before comparing.")
-    return text
+    return text + _near_chance(s, chance, "At this budget these methods learn next to nothing, and their rank says "
+                                          "nothing about them: give them more epochs or tasks before comparing.")
 
 
 def what_you_should_see_05_scratch(table: Any, chance: float, n_tasks: int) -> str:
@@ -95,11 +92,14 @@ def what_you_should_see_05_scratch(table: Any, chance: float, n_tasks: int) -> s
     drops = s["task 1 when learnt"] - s["task 1 at the end"]
     text = (f"Chance on these {n_tasks} tasks: {chance:.2f} on average. Drop of task 1 from when it was learnt to "
             f"the end: {_names(drops, '+.3f')}.")
-    low = [m for m in s.index if s.avg_accuracy[m] < chance + NEAR_CHANCE]
-    if low:
-        text += (f"\n\n**Within {NEAR_CHANCE} of chance: {', '.join(low)}.** Give them more `scratch_epochs` before "
-                 "reading their forgetting: a method that learnt nothing has nothing to forget.")
-    return text
+    return text + _near_chance(s, chance, "Give them more `scratch_epochs` before reading their forgetting: a method "
+                                          "that learnt nothing has nothing to forget.")
+
+
+def _near_chance(s: Any, chance: float, advice: str) -> str:
+    """A paragraph naming the methods (index of ``s``) whose average accuracy is within ``NEAR_CHANCE`` of chance."""
+    near = [m for m in s.index if s.avg_accuracy[m] < chance + NEAR_CHANCE]
+    return f"\n\n**Within {NEAR_CHANCE} of chance: {', '.join(near)}.** {advice}" if near else ""
 
 
 def _compare(a: float, b: float, margin: float) -> str:

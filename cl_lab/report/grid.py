@@ -6,7 +6,6 @@ from __future__ import annotations
 import html
 import itertools
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -110,7 +109,7 @@ def run_grid(grid_file: str | Path, out: str | Path = "reports/grid", workers: i
     ``executor="local"``: a process pool of ``workers``; ``"ray"``: each point is a Ray task with
     ``cpus_per_point`` CPUs (its thread count) and ``gpus_per_point`` GPUs, on a local Ray instance
     or the cluster at ``ray_address`` (see ``cl_lab.experiments.sweep``)."""
-    from ..parallel import check_executor, run_points
+    from ..parallel import check_executor, point_threads, run_points
 
     spec = load_grid(grid_file)
     workers = workers or spec["workers"]
@@ -124,7 +123,7 @@ def run_grid(grid_file: str | Path, out: str | Path = "reports/grid", workers: i
     write_plotly_js(out)
     keys = list(spec["grid"])
     records, jobs = [], []
-    threads = cpus_per_point if executor == "ray" else max(1, (os.cpu_count() or 1) // workers)
+    threads = point_threads(executor, workers, cpus_per_point)
     for point in grid_points(spec):
         params = fill_roles(notebook, dict(point), out)
         name = point_name(point, keys)

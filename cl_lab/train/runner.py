@@ -19,7 +19,7 @@ from torch import nn
 
 from .. import __version__, results
 from ..config import ConfigError, build, param
-from ..data.streams import embedded_task_names, load_stream, stream_names
+from ..data.streams import STREAMS, embedded_task_names, load_stream
 from ..data.task import Task, TaskStream
 from ..methods import Method, StreamInfo, get_method
 from ..methods.base import TrainPlan, fit_on_task
@@ -343,9 +343,8 @@ def prepare(method: str = "sgd", stream: str | TaskStream = "synth-10", *, backb
     cfg: RunConfig = build(RunConfig, run_kw, "run")
     mcfg = build(method_cls.Config, method_kw, method_cls.name)
     if isinstance(stream, str):
+        STREAMS.canonical(stream)  # an unknown name: the registry's one-line error, with the closest name
         known = embedded_task_names(stream)
-        if known is None and stream not in stream_names():
-            load_stream(stream)  # the stream registry's one-line error for an unknown name
         if known is not None and cfg.n_tasks is not None and cfg.n_tasks > len(known):
             raise ConfigError(f"run: n_tasks={cfg.n_tasks} but stream {stream!r} has only {len(known)} tasks")
     elif not isinstance(stream, TaskStream):
