@@ -192,6 +192,13 @@ def _pool(fn, jobs: list[Any], failed, done, workers: int) -> list[Any]:
     while pending or suspects:
         if pending:
             lost, ran = batch(pending, min(workers, len(pending)))
+            if lost and not ran:  # the workers died before starting any point (a job they cannot load): no retry
+                for i in lost:
+                    results[i] = failed(jobs[i], "WorkerDied: the worker processes died before starting any point "
+                                                 "(a job that cannot be loaded in a spawned process, e.g. a class "
+                                                 "defined in __main__ or a notebook?)")
+                    done(results[i])
+                lost = []
             pending = [i for i in lost if i not in ran]
             suspects += [i for i in lost if i in ran]
             continue

@@ -186,7 +186,9 @@ def _variant(cfg: dict[str, Any]) -> dict[str, str]:
     if isinstance(stream, dict):
         flat["stream_hash"] = stream.get("hash")
         flat["tasks"] = len(stream.get("tasks") or [])
-    flat.setdefault("memory_format", "auto")  # runs from before the setting existed used today's default layout
+    # runs from before these settings existed: today's default layout, a built-in backbone has no digest
+    flat.setdefault("memory_format", "auto")
+    flat.setdefault("backbone_sha256", None)
     out = {}
     for k in VARIANT_KEYS:
         if k in flat:

@@ -181,9 +181,9 @@ class RunDir:
         keep = {"config.json", LOCK}
         if any(p.name not in keep for p in self.path.iterdir()):
             return False
+        (self.path / "config.json").unlink(missing_ok=True)  # while still locked: no other process resumes it
         self.close()
-        for name in keep:
-            (self.path / name).unlink(missing_ok=True)
+        (self.path / LOCK).unlink(missing_ok=True)
         try:
             self.path.rmdir()
         except OSError:

@@ -374,3 +374,30 @@ def test_a_killed_ray_worker_is_retried_once_then_a_failed_row(tmp_path):
                       failed=lambda job, err: f"failed: {err.splitlines()[0][:200]}")
     assert rows[0] == "ran after a retry"
     assert rows[1].startswith("failed:") and "Worker" in rows[1]
+
+
+class _KillsOnLoad:
+    """A job whose unpickling kills the worker before any point starts."""
+
+    def __reduce__(self):
+        return (os._exit, (3,))
+
+
+def test_workers_that_die_before_any_point_are_failed_rows_not_a_retry_loop():
+    from cl_lab.parallel import run_points
+
+    t0 = time.monotonic()
+    rows = run_points(_die_on_two, [_KillsOnLoad(), _KillsOnLoad()], workers=2,
+                      failed=lambda job, err: f"failed: {err}")
+    assert all(r.startswith("failed: WorkerDied") and "before starting any point" in r for r in rows)
+    assert time.monotonic() - t0 < 60
+
+
+def test_runs_from_before_the_new_identity_keys_share_a_label_with_new_ones(tmp_path):
+    old = cl_lab.run("sgd", "synth-mini", out=str(tmp_path), n_tasks=1, **FAST)
+    cl_lab.run("sgd", "synth-mini", out=str(tmp_path), n_tasks=1, seed=1, **FAST)
+    cfg = json.loads((old.run_dir / "config.json").read_text())
+    for key in ("backbone_sha256", "memory_format"):  # as written before these keys existed
+        cfg.pop(key)
+    (old.run_dir / "config.json").write_text(json.dumps(cfg))
+    assert list(results.load(tmp_path).config.unique()) == ["sgd"]
