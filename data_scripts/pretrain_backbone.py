@@ -46,14 +46,18 @@ from cl_lab.train.runner import seed_everything
 
 V1_DOMAINS = ("gratings", "bar-count", "layout", "curves", "symmetry")
 
+STANDARD = {"domains": "all", "optimizer": "sgd-nesterov", "lr": 0.1, "weight_decay": 5e-4,
+            "schedule": "warmup1-cosine", "label_smoothing": 0.1, "translate": 4, "epochs": 15, "batch_size": 128}
 RECIPES = {
-    "standard": {"name": "resnet8-synth-source-v2", "domains": "all", "optimizer": "sgd-nesterov", "lr": 0.1,
-                 "weight_decay": 5e-4, "schedule": "warmup1-cosine", "label_smoothing": 0.1, "translate": 4,
-                 "epochs": 15, "batch_size": 128},
-    "v1": {"name": "resnet8-synth-source", "domains": list(V1_DOMAINS), "optimizer": "adam", "lr": 2e-3,
-           "weight_decay": 0.0, "schedule": "one-cycle", "label_smoothing": 0.0, "translate": 0, "epochs": 12,
-           "batch_size": 64},
+    "standard": {"name": "resnet8.synth-source-v3", "stream": "synth-source", **STANDARD},
+    "v2": {"name": "resnet8.synth-source-v2", "aliases": ["resnet8-synth-source-v2"], "stream": "synth-source@2",
+           **STANDARD},
+    "v1": {"name": "resnet8.synth-source-v1", "aliases": ["resnet8-synth-source"], "stream": "synth-source@2",
+           "domains": list(V1_DOMAINS), "optimizer": "adam", "lr": 2e-3, "weight_decay": 0.0, "schedule": "one-cycle",
+           "label_smoothing": 0.0, "translate": 0, "epochs": 12, "batch_size": 64},
 }
+"""Checkpoints are named ``arch.tag`` (as timm names weights); ``aliases`` are the names a checkpoint
+was first shipped under, which runs made then recorded."""
 
 
 def translate(x: torch.Tensor, pixels: int, g: torch.Generator) -> torch.Tensor:
@@ -70,15 +74,15 @@ def translate(x: torch.Tensor, pixels: int, g: torch.Generator) -> torch.Tensor:
     return out.gather(3, cols)
 
 
-def source_stream(domains: str | list[str]) -> TaskStream:
-    stream = load_stream("synth-source", seed=0)
+def source_stream(name: str, domains: str | list[str]) -> TaskStream:
+    stream = load_stream(name, seed=0)
     if domains == "all":
         return stream
     names = [t.name for t in stream]
     missing = [d for d in domains if d not in names]
     if missing:
-        raise SystemExit(f"pretrain: domain(s) {missing} are not in synth-source; allowed: {names}")
-    return TaskStream("synth-source", [t for t in stream if t.name in domains], stream.meta)
+        raise SystemExit(f"pretrain: domain(s) {missing} are not in {name}; allowed: {names}")
+    return TaskStream(stream.name, [t for t in stream if t.name in domains], stream.meta)
 
 
 def lr_at(step: int, total: int, warmup: int, base: float) -> float:
@@ -122,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(args.device)
     seed_everything(args.seed)
     t_data = time.perf_counter()
-    stream = source_stream(recipe["domains"])
+    stream = source_stream(recipe["stream"], recipe["domains"])
     data_seconds = time.perf_counter() - t_data
     backbone = build_backbone(args.backbone)
     heads = MultiHead(backbone.out_dim)
@@ -193,16 +197,21 @@ def main(argv: list[str] | None = None) -> int:
     print(f"source validation accuracy (mean {mean_val}):", val)
     out = Path(args.out)
     name = recipe.pop("name")
+    source = recipe.pop("stream")
     file = out / f"{name}.pt"
     state = {k: v.clone() for k, v in backbone.body.state_dict().items()}
     atomic_write(file, lambda tmp: torch.save(state, tmp))
     manifest = json.loads(MANIFEST.read_text()) if MANIFEST.exists() else {}
+    if args.recipe == "standard":  # one default per architecture
+        for entry in manifest.values():
+            if entry.get("arch") == backbone.arch:
+                entry["default"] = False
     manifest[name] = {
         "file": file.name,
         "arch": backbone.arch,
         "sha256": sha256_file(file),
         "default": args.recipe == "standard",
-        "source_stream": "synth-source",
+        "source_stream": source,
         "source_domains": [t.name for t in stream],
         "recipe": args.recipe,
         **recipe,

@@ -66,6 +66,35 @@ def test_synth_source_is_rich_and_disjoint_from_synth_10():
     assert len(S.SYNTH_SOURCE) >= 15 and len(set(S.SYNTH_SOURCE)) == len(S.SYNTH_SOURCE)
     assert set(S.SYNTH_SOURCE).isdisjoint(S.SYNTH_10)
     assert {S.DOMAINS[n].objective for n in S.SYNTH_SOURCE} >= set(OBJECTIVES) - {"custom"}
+    # version 3's pool: no domain whose label is a colour
+    assert S.embedded_task_names("synth-source") == [n for n in S.SYNTH_SOURCE if n != "hues"]
+    assert S.embedded_task_names("synth-source@2") == list(S.SYNTH_SOURCE)
+
+
+def test_version_2_stays_loadable_by_name_and_differs_from_version_3():
+    v3, v2 = load_stream("synth-10"), load_stream("synth-10@2")
+    assert load_stream("synth-10@3").content_hash() == v3.content_hash()
+    assert v2.name == "synth-10@2" and v3.name == "synth-10"
+    assert [t.name for t in v2] == [t.name for t in v3] == list(S.SYNTH_10)
+    assert v3.meta["version"] == 3 and v2.meta["version"] == 2
+    assert len(v2[0].test) == 400 and len(v3[0].test) == 1000
+    assert v2.content_hash() != v3.content_hash()
+    # the same labels drawn from the same random stream: version 3 only recolours
+    x = synth.render(S.DOMAINS["shapes"], np.arange(10), synth.domain_rng(0, "shapes", "t"), recoloured=True)
+    y = synth.render(S.DOMAINS["shapes"], np.arange(10), synth.domain_rng(0, "shapes", "t"))
+    assert x.shape == y.shape and not torch.equal(x, y)
+
+
+def test_recolour_makes_channel_statistics_independent_of_the_image():
+    """Two very different images (dark red, bright blue) come out with statistics drawn from the
+    same ranges: means in 0.3-0.7 before the gamma, contrasts 0.08-0.25."""
+    rng = np.random.default_rng(0)
+    base = rng.random((400, 3, 32, 32)) * 0.1
+    red = base + np.array([0.3, 0, 0])[None, :, None, None]
+    blue = base * 3 + np.array([0, 0, 0.6])[None, :, None, None]
+    a, b = synth.recolour(red, np.random.default_rng(1)), synth.recolour(blue, np.random.default_rng(1))
+    for stat in (lambda z: z.mean((2, 3)), lambda z: z.std((2, 3))):
+        assert abs(stat(a).mean() - stat(b).mean()) < 0.01
 
 
 def test_cache_roundtrip_and_corrupt_cache_is_regenerated():

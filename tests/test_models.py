@@ -134,7 +134,7 @@ def test_pretrain_script_writes_a_loadable_backbone(tmp_path):
     assert W.MANIFEST.read_text() == before
     bb = build_backbone("resnet8")
     untouched = bb.body.conv1.weight.clone()
-    load_weights(bb, tmp_path / "resnet8-synth-source-v2.pt")
+    load_weights(bb, tmp_path / "resnet8.synth-source-v3.pt")
     assert not torch.equal(untouched, bb.body.conv1.weight)
     x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).view(2, 3, 8, 8)
     assert torch.equal(mod.translate(x, 0, torch.Generator()), x)
@@ -142,3 +142,28 @@ def test_pretrain_script_writes_a_loadable_backbone(tmp_path):
     padded = torch.nn.functional.pad(x, (2,) * 4, mode="reflect")
     for i in range(2):  # each output is an 8x8 window of the padded image
         assert any(torch.equal(shifted[i], padded[i, :, r: r + 8, c: c + 8]) for r in range(5) for c in range(5))
+
+
+def test_checkpoints_are_named_arch_tag_and_first_names_stay_aliases(tmp_path, mini):
+    """timm-style names; a checkpoint's first name still loads it, and a run started under either
+    name is the same run (its directory, hence resuming, unchanged by the rename)."""
+    import re
+
+    import cl_lab
+
+    entries = shipped_checkpoints()
+    assert all(re.fullmatch(r"[a-z0-9-]+\.[a-z0-9.-]+", n) for n in entries), sorted(entries)
+    aliased = {a: n for n, e in entries.items() for a in e.get("aliases", ())}
+    assert aliased["resnet8-synth-source-v2"] == "resnet8.synth-source-v2"
+    for alias, name in aliased.items():
+        a, b = build_backbone("resnet8"), build_backbone("resnet8")
+        load_weights(a, alias)
+        load_weights(b, name)
+        assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+        assert W.recorded_name(name) == W.recorded_name(alias) == alias
+    kw = {"epochs": 1, "batch_size": 32, "progress": False, "out": str(tmp_path), "n_tasks": 1}
+    old = cl_lab.run("sgd", mini, pretrained="resnet8-synth-source-v2", **kw)
+    new = cl_lab.run("sgd", mini, pretrained="resnet8.synth-source-v2", **kw)
+    assert new.run_dir == old.run_dir and old.config["pretrained"] == "resnet8-synth-source-v2"
+    with pytest.raises(cl_lab.config.ConfigError, match="resnet8.synth-source-v3"):
+        cl_lab.run("sgd", mini, pretrained="resnet8.synth-source-v9", **kw)

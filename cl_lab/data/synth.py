@@ -788,8 +788,29 @@ def domain_rng(seed: int, name: str, split: str) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(name.encode()), zlib.crc32(split.encode())])
 
 
-def render(domain: Domain, labels: Array, rng: np.random.Generator) -> torch.Tensor:
-    """Draw one image per label, add pixel noise, quantise to uint8 (N, 3, S, S)."""
+def recolour(img: Array, rng: np.random.Generator, mean: tuple[float, float] = (0.3, 0.7),
+             contrast: tuple[float, float] = (0.08, 0.25), gamma: float = 0.6, floor: float = 0.02) -> Array:
+    """Colour nuisance of generator version 3, per image: a uniformly random rotation or reflection
+    of the colour space about the image's mean colour, then each channel standardised, given a
+    random mean and contrast and a random gamma (exp of U(-gamma, gamma)). Channel means, standard
+    deviations and the sign of the contrast become independent of the label, and the gamma bends
+    the intensity histogram's shape; what is left to classify is spatial structure. ``floor``
+    bounds the gain of a nearly flat channel. (Without the gamma, the colour probe of
+    ``cl_lab.probes`` still read art-styles at 0.26 against a chance of 0.17; with it, 0.24.)"""
+    n = img.shape[0]
+    q, r = np.linalg.qr(rng.normal(size=(n, 3, 3)))
+    q = q * np.sign(np.diagonal(r, axis1=1, axis2=2))[:, None, :]  # Haar-uniform orthogonal matrices
+    mixed = np.einsum("nij,njhw->nihw", q, img - img.mean(axis=(2, 3), keepdims=True))
+    z = mixed / np.maximum(mixed.std(axis=(2, 3), keepdims=True), floor)
+    out = np.clip(rng.uniform(*mean, (n, 3, 1, 1)) + rng.uniform(*contrast, (n, 3, 1, 1)) * z, 0, 1)
+    return out ** np.exp(rng.uniform(-gamma, gamma, (n, 3, 1, 1)))
+
+
+def render(domain: Domain, labels: Array, rng: np.random.Generator, *, recoloured: bool = False) -> torch.Tensor:
+    """Draw one image per label (``recoloured``: through ``recolour``), add pixel noise, quantise
+    to uint8 (N, 3, S, S)."""
     img = domain.make(np.asarray(labels), rng)
+    if recoloured:
+        img = recolour(img, rng)
     img = img + rng.normal(0, domain.noise, img.shape)
     return torch.from_numpy(np.clip(np.round(img * 255), 0, 255).astype(np.uint8))

@@ -39,7 +39,7 @@ from ..config import ConfigError, build, param
 from ..data import load_stream
 from ..data.task import Task
 from ..models.backbones import build_backbone, count_params
-from ..models.weights import default_checkpoint, load_weights, shipped_checkpoints
+from ..models.weights import checkpoint_key, default_checkpoint, load_weights, shipped_names
 from ..registry import Registry
 from ..rundir import RunDir, check_out_dir, check_run_name, default_name
 from .controller import READINGS
@@ -138,9 +138,9 @@ class MDLConfig:
             raise ConfigError(f"mdl: cost_kind={self.cost_kind!r} is not allowed; choose one of ['macs', 'params']")
         if self.abdp_reading not in READINGS:
             raise ConfigError(f"mdl: abdp_reading={self.abdp_reading!r} is not allowed; choose one of {list(READINGS)}")
-        if self.single_path_init not in (*SINGLE_PATH_INITS, *shipped_checkpoints()):
+        if self.single_path_init not in SINGLE_PATH_INITS and checkpoint_key(self.single_path_init) is None:
             raise ConfigError(f"mdl: single_path_init={self.single_path_init!r} is not allowed; choose one of "
-                              f"{[*SINGLE_PATH_INITS, *shipped_checkpoints()]}")
+                              f"{[*SINGLE_PATH_INITS, *shipped_names()]}")
         bad = [s for s in self.setup_list() if s not in SETUPS]
         if bad or not self.setup_list():
             raise ConfigError(f"mdl: unknown setups {bad}; allowed: {list(SETUPS)}")

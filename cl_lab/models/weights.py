@@ -49,6 +49,32 @@ def shipped_checkpoints() -> dict[str, dict[str, Any]]:
     return entries
 
 
+def checkpoint_key(name: object) -> str | None:
+    """The manifest's name (``arch.tag``, as timm names weights) for a shipped checkpoint's name or
+    alias (a name it was first shipped under); None when ``name`` names no shipped checkpoint."""
+    if not isinstance(name, str):
+        return None
+    entries = shipped_checkpoints()
+    if name in entries:
+        return name
+    return next((k for k, e in entries.items() if name in e.get("aliases", ())), None)
+
+
+def shipped_names() -> list[str]:
+    """Every name a shipped checkpoint answers to: manifest names and their aliases."""
+    return sorted({n for k, e in shipped_checkpoints().items() for n in (k, *e.get("aliases", ()))})
+
+
+def recorded_name(name: str) -> str:
+    """The name a run records (and is identified by) for a shipped checkpoint: the name it was first
+    shipped under, so runs made before a checkpoint was renamed keep their directories."""
+    key = checkpoint_key(name)
+    if key is None:
+        return name
+    aliases = shipped_checkpoints()[key].get("aliases") or []
+    return aliases[0] if aliases else key
+
+
 def default_checkpoint(arch: str) -> str | None:
     """Name of the shipped checkpoint ``"shipped"`` means for ``arch``: the entry marked default,
     else the first one for that architecture; None when none is shipped."""
@@ -60,9 +86,10 @@ def default_checkpoint(arch: str) -> str | None:
 def shipped_path(name: str) -> Path:
     """Path of a shipped checkpoint after verifying its SHA-256 against the manifest."""
     entries = shipped_checkpoints()
-    if name not in entries:
-        raise WeightsError(f"no shipped checkpoint named {name!r}; shipped: {sorted(entries)}")
-    entry = entries[name]
+    key = checkpoint_key(name)
+    if key is None:
+        raise WeightsError(f"no shipped checkpoint named {name!r}; shipped: {shipped_names()}")
+    entry = entries[key]
     path = CHECKPOINT_DIR / entry["file"]
     if not path.exists():
         raise WeightsError(f"shipped checkpoint {path} is missing; rebuild it with: {entry['reproduce']}")
@@ -107,7 +134,7 @@ def load_weights(backbone: Backbone, source: str | Path, *, kind: str = "auto") 
                 f"no shipped checkpoint for backbone {backbone.arch!r}; shipped: "
                 f"{ {n: e['arch'] for n, e in shipped.items()} }"
             )
-    if isinstance(source, str) and source in shipped:
+    if checkpoint_key(source) is not None:
         path = shipped_path(source)
     else:
         path = Path(source).expanduser()

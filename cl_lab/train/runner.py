@@ -24,7 +24,7 @@ from ..data.task import Task, TaskStream
 from ..methods import Method, StreamInfo, get_method
 from ..methods.base import TrainPlan, fit_on_task
 from ..models.backbones import BACKBONES, Backbone, build_backbone, module_digest
-from ..models.weights import default_checkpoint, load_weights, shipped_checkpoints
+from ..models.weights import checkpoint_key, default_checkpoint, load_weights, recorded_name, shipped_checkpoints, shipped_names
 from ..rundir import MAX_SEED, RunDir, check_out_dir, check_run_name, default_name, identity
 
 MAX_EPOCHS = 1000
@@ -39,9 +39,9 @@ def check_pretrained(pretrained: str | None) -> None:
     """``pretrained`` is a keyword, a shipped checkpoint's name or a readable regular weights file of
     at most 8 GiB; anything else (an empty string, a directory, a device such as ``/dev/zero``) is a
     one-line error before any work."""
-    if pretrained in (None, "auto", "shipped", "first-task") or pretrained in shipped_checkpoints():
+    if pretrained in (None, "auto", "shipped", "first-task") or checkpoint_key(pretrained) is not None:
         return
-    allowed = (f"'auto', 'shipped', 'first-task', None, a shipped checkpoint {sorted(shipped_checkpoints())} "
+    allowed = (f"'auto', 'shipped', 'first-task', None, a shipped checkpoint {shipped_names()} "
                "or a weights file")
     if not pretrained or not pretrained.strip():
         raise ConfigError(f"run: pretrained={pretrained!r} is empty; use {allowed}")
@@ -179,7 +179,10 @@ def split_kwargs(method_cls: type[Method], kwargs: dict[str, Any]) -> tuple[dict
 
 
 def _stream_record(stream: TaskStream) -> dict[str, Any]:
-    return {"name": stream.name, "hash": stream.content_hash(),
+    """The stream a run saw: name, content hash, tasks and, for a versioned embedded stream, its
+    generator version (``synth-10`` 3, ``synth-10@2`` 2)."""
+    version = {"version": stream.meta["version"]} if "version" in stream.meta else {}
+    return {"name": stream.name, **version, "hash": stream.content_hash(),
             "tasks": [t.describe() for t in stream.tasks]}
 
 
@@ -283,25 +286,26 @@ def train_task(method: Method, task: Task, task_id: int, cfg: RunConfig, device:
 
 def _resolve_pretrained(cfg: RunConfig, method_cls: type[Method], backbone: Backbone) -> str | None:
     """The weights a run starts from, by name: 'auto' and 'shipped' become the shipped checkpoint's
-    own name (so runs from two different shipped backbones are two configurations)."""
+    own name (so runs from two different shipped backbones are two configurations); a shipped
+    checkpoint is recorded under the name it was first shipped under (``recorded_name``)."""
     if cfg.pretrained == "auto" and not method_cls.pretrained_default:
         return None
     if cfg.pretrained in ("auto", "shipped"):
         name = default_checkpoint(backbone.arch)
         if name is None and cfg.pretrained == "shipped":
             raise ConfigError(f"run: pretrained='shipped' but no checkpoint is shipped for backbone {backbone.arch!r}; "
-                              f"shipped: {sorted(shipped_checkpoints())}")
-        return name
-    return cfg.pretrained
+                              f"shipped: {shipped_names()}")
+        return None if name is None else recorded_name(name)
+    return recorded_name(cfg.pretrained) if checkpoint_key(cfg.pretrained) else cfg.pretrained
 
 
 def weights_digest(pretrained: str | None) -> str | None:
     """SHA-256 of the weights file a run loads (shipped or the user's); None for none or 'first-task'."""
     if pretrained in (None, "first-task"):
         return None
-    shipped = shipped_checkpoints()
-    if pretrained in shipped:
-        return shipped[pretrained]["sha256"]
+    key = checkpoint_key(pretrained)
+    if key is not None:
+        return shipped_checkpoints()[key]["sha256"]
     from .._io import sha256_file
 
     return sha256_file(Path(pretrained).expanduser())
