@@ -144,7 +144,8 @@ def cmd_methods(args: argparse.Namespace) -> int:
     for name in names:
         cls = get_method(name)
         doc = (sys.modules[cls.__module__].__doc__ or "").strip().splitlines()[0]
-        print(f"{cls.name}: {doc}")
+        doc = (cls.__doc__ or doc).strip().splitlines()[0] if cls.reference else doc
+        print(f"{cls.name}{' (reference)' if cls.reference else ''}: {doc}")
         if args.name:
             for row in describe(cls.Config):
                 allowed = f" [{row['allowed']}]" if row["allowed"] else ""
@@ -247,13 +248,15 @@ def cmd_summary(args: argparse.Namespace) -> int:
         return 1
     fmt = lambda v: f"{v:.3f}"  # noqa: E731
     shown = runs.drop(columns=["run", "method"]).assign(extra_MB=runs.extra_bytes / 1e6).drop(columns="extra_bytes")
+    if "fwt" in shown and shown.fwt.isna().all():  # forward transfer needs an 'independent' run beside it
+        shown = shown.drop(columns="fwt")
     print(shown.to_string(index=False, float_format=fmt))
     means = seed_table(runs)
     if not means.empty:
         print("\nmean +/- std over seeds (complete runs):")
         pm = means[["stream", "config", "tasks"]].copy()
-        for k in ("avg_accuracy", "forgetting", "stored_per_task_pct"):
-            if f"{k}_mean" in means:
+        for k in ("avg_accuracy", "forgetting", "fwt", "stored_per_task_pct"):
+            if f"{k}_mean" in means and means[f"{k}_mean"].notna().any():
                 pm[k] = [f"{m:.3f} +/- {s:.3f}" if s == s else f"{m:.3f}" for m, s in zip(means[f"{k}_mean"],
                                                                                         means[f"{k}_std"])]
         pm["seeds"] = means["avg_accuracy_count"].astype(int)

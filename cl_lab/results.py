@@ -303,17 +303,48 @@ def run_table(root: str | Path):
         per = c.groupby("run").agg(stored_per_task_pct=("task_params_pct", "mean"), extra_bytes=("extra_bytes", "last"),
                                    train_seconds=("train_seconds", "sum"))
         last = last.merge(per, left_on="run", right_index=True, how="left")
+    last["fwt"] = last.run.map(_forward_transfer(root, m))
     cols = ["stream", "config", "method", "seed", "tasks", "status", "threads", "avg_accuracy", "bwt", "forgetting",
-            "first_task_accuracy", "stored_per_task_pct", "extra_bytes", "train_seconds", "run"]
+            "fwt", "first_task_accuracy", "stored_per_task_pct", "extra_bytes", "train_seconds", "run"]
     out = last[[k for k in cols if k in last.columns]]
     return pd.DataFrame(out).sort_values(["stream", "config", "tasks", "seed"]).reset_index(drop=True)
+
+
+def _forward_transfer(root: str | Path, m) -> dict[str, float]:
+    """Forward transfer (``metrics.fwt``) of every run that has a reference under ``root``: an
+    ``independent`` run on the same stream content, seed and epochs. FWT is then the mean over
+    tasks i >= 1 of (accuracy on task i right after learning it) - (the independent network's)."""
+    import numpy as np
+
+    from . import metrics as M
+
+    key = {}
+    for d in run_dirs(root):
+        try:
+            cfg = read_config(d)
+            stream = cfg["stream"]
+            key[d.name] = (stream.get("hash") if isinstance(stream, dict) else stream, cfg["seed"], cfg.get("epochs"))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    diag = {run: g.sort_values("after_task").current_task_accuracy.to_numpy() for run, g in m.groupby("run")
+            if "current_task_accuracy" in g}
+    refs = {key[run]: d for run, d in diag.items() if run in key and (m[m.run == run].method.iloc[0] == "independent")}
+    out = {}
+    for run, d in diag.items():
+        ref = refs.get(key.get(run))
+        if ref is None or len(ref) < len(d):
+            continue
+        R = np.full((len(d), len(d)), np.nan)
+        R[np.arange(len(d)), np.arange(len(d))] = d
+        out[run] = M.fwt(R, ref[: len(d)])
+    return out
 
 
 def seed_table(runs):
     """``run_table`` averaged over seeds: mean, standard deviation and count per (stream, configuration,
     tasks) of the final metrics and costs (complete runs only)."""
     done = runs[runs.status == "complete"]
-    metrics_cols = [k for k in ("avg_accuracy", "forgetting", "bwt", "stored_per_task_pct", "extra_bytes")
+    metrics_cols = [k for k in ("avg_accuracy", "forgetting", "bwt", "fwt", "stored_per_task_pct", "extra_bytes")
                     if k in done.columns]
     out = done.groupby(["stream", "config", "tasks"])[metrics_cols].agg(["mean", "std", "count"])
     out.columns = [f"{a}_{b}" for a, b in out.columns]

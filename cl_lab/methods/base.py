@@ -156,6 +156,9 @@ class Method(nn.Module):
     pretrained_default: ClassVar[bool] = True
     shared_backbone: ClassVar[bool] = True
     """True for methods whose shared backbone keeps training (``bn_stats="per-task"`` applies)."""
+    reference: ClassVar[bool] = False
+    """True for the reference rows a method table is read against (``feature-extraction``,
+    ``independent``, ``joint``: ``cl_lab.methods.reference``), not methods of their own."""
     state_attributes: ClassVar[tuple[str, ...]] = ()
     """Plain attributes that are part of the method's state: tensors, numbers, strings, None and lists,
     tuples and dicts of them. ``checkpoint_state()`` saves each one that is set (under ``"attributes"``,
