@@ -12,7 +12,7 @@ from cl_lab.methods.rcm import ReparamConv
 from cl_lab.models import build_backbone, load_weights
 from cl_lab.train.runner import seed_everything
 
-METHODS = ["ccll", "efts", "rcm"]
+METHODS = ["ccll", "efts", "efts-identity", "rcm"]
 
 
 def _make(name, stream, **cfg):
@@ -49,7 +49,7 @@ def test_earlier_logits_bit_identical_after_later_tasks(name, mini):
     assert not torch.equal(_features(m, x0, 0), _features(m, x0, 2))
 
 
-@pytest.mark.parametrize("name", ["ccll", "efts"])
+@pytest.mark.parametrize("name", ["ccll", "efts", "efts-identity"])
 def test_first_task_trains_the_backbone_which_is_then_frozen(name, mini):
     m = _make(name, mini)
     before = {k: v.clone() for k, v in m.backbone.state_dict().items() if ".tasks." not in k}
@@ -64,13 +64,35 @@ def test_first_task_trains_the_backbone_which_is_then_frozen(name, mini):
     assert not any(p.requires_grad for p in m._base_params)
 
 
-@pytest.mark.parametrize("name", ["ccll", "efts"])
+@pytest.mark.parametrize("name", ["ccll", "efts-identity"])
 def test_new_task_modules_start_as_the_identity(name, mini):
     m = _make(name, mini)
     x = mini[1].test.float_images()
     train_steps(m, mini[0], 0)
     m.begin_task(1, mini[1])
     torch.testing.assert_close(_features(m, x, 1), _features(m, x, 0), rtol=0, atol=1e-6)
+
+
+def test_efts_authors_reading_trains_transforms_in_the_task_0_network(mini):
+    """As in the authors' code: task 0's network already holds default-initialised transforms,
+    trained with the backbone; task 1's start from task 0's trained ones."""
+    m = _make("efts", mini)
+    m.add_task(0, mini[0].num_classes)
+    fresh = [{k: v.clone() for k, v in a.task_module(0).state_dict().items()} for a in m.adapters]
+    assert torch.count_nonzero(m.adapters[0].task_module(0).point.weight) > 0  # PyTorch's init, not the identity
+    m = _make("efts", mini)  # the same seed: the same task-0 transforms before training
+    train_steps(m, mini[0], 0)
+    assert m.cfg.weight_decay == 5e-3
+    changed = [any(not torch.equal(v, f[k]) for k, v in a.task_module(0).state_dict().items())
+               for a, f in zip(m.adapters, fresh)]
+    assert all(changed), "task 0 trains every transform"
+    trained0 = [{k: v.clone() for k, v in a.task_module(0).state_dict().items()} for a in m.adapters]
+    m.begin_task(1, mini[1])
+    for a, before in zip(m.adapters, trained0):
+        for k, v in a.task_module(1).state_dict().items():
+            assert torch.equal(v, before[k]), k
+    row0, row1 = m.cost_breakdown(0), m.cost_breakdown(1)
+    assert row0["adapter"] == row1["adapter"] > 0  # task 0 stores its transforms like any task
 
 
 def test_efts_warm_start_each_task_from_the_previous_one(mini):
@@ -83,7 +105,7 @@ def test_efts_warm_start_each_task_from_the_previous_one(mini):
             assert torch.equal(a, b), k
     # task 2 did not start at the identity: task 1's trained point-wise weights came with it
     assert any(torch.count_nonzero(s.task_module(2).point.weight) > 0 for s in m.adapters)
-    cold = _make("efts", mini, warm_start=False)
+    cold = _make("efts-identity", mini, warm_start=False)
     train_steps(cold, mini[0], 0)
     train_steps(cold, mini[1], 1)
     cold.begin_task(2, mini[2])
@@ -128,7 +150,7 @@ def test_costs_follow_the_module_definitions(mini):
         assert row["adapter"] == adapters, name
         assert row["total"] == adapters + bn_affine + head, name
         base_only = m.cost_breakdown(0)["total"]
-        assert base_only == (head if m.base_task else row["total"]), name
+        assert base_only == (head if m.base_task and not m.base_adapters else row["total"]), name
 
 
 @pytest.mark.parametrize("name", METHODS)

@@ -109,6 +109,9 @@ class ConvAdapterMethod(IsolatedMethod):
     """
 
     base_task: ClassVar[bool] = False
+    base_adapters: bool = False
+    """With ``base_task``: task 0 also has adapters, trained together with the backbone (EFTs as in
+    its authors' code), and stores them like any later task."""
     adapter_key: ClassVar[str] = "adapter"
     """The name of the adapter column in ``cost_breakdown`` (CLR: ``"clr"``)."""
 
@@ -148,14 +151,18 @@ class ConvAdapterMethod(IsolatedMethod):
         """True for the task that trains the backbone itself (task 0 of a ``base_task`` method)."""
         return self.base_task and task_id == 0
 
+    def has_adapters(self, task_id: int | None) -> bool:
+        """True for a task that owns adapters (every task but a plain backbone-training task 0)."""
+        return not self.uses_base(task_id) or self.base_adapters
+
     def set_task(self, task_id: int | None) -> None:
-        active = None if self.uses_base(task_id) else task_id
+        active = task_id if self.has_adapters(task_id) else None
         for s in self.switches:
             s.active = active
 
     def add_task(self, task_id: int, num_classes: int) -> None:
         super().add_task(task_id, num_classes)
-        if not self.uses_base(task_id):
+        if self.has_adapters(task_id):
             for s in self.switches:
                 s.add(task_id)
 
@@ -168,9 +175,8 @@ class ConvAdapterMethod(IsolatedMethod):
 
     def task_parameters(self, task_id: int) -> list[nn.Parameter]:
         head = list(self.heads.heads[str(task_id)].parameters())
-        if self.uses_base(task_id):
-            return self._base_params + head
-        return [p for s in self.switches for p in s.task_module(task_id).parameters()] + head
+        own = [p for s in self.switches for p in s.task_module(task_id).parameters()] if self.has_adapters(task_id) else []
+        return (self._base_params if self.uses_base(task_id) else []) + own + head
 
     def begin_task(self, task_id: int, task: Task) -> None:
         super().begin_task(task_id, task)
@@ -192,7 +198,7 @@ class ConvAdapterMethod(IsolatedMethod):
         convolutions and BN are the shared backbone every later task builds on.
         """
         head = self.head_params(task_id)
-        if self.uses_base(task_id):
+        if not self.has_adapters(task_id):
             return {self.adapter_key: 0, "bn": 0, "bn_stats": 0, "head": head, "total": head}
         modules = [s.task_module(task_id) for s in self.switches]
         bns = [m for mod in modules for m in mod.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
