@@ -66,10 +66,36 @@ def write_progress(rd: Any, R: np.ndarray, task_names: Sequence[str], costs: lis
 # ----------------------------------------------------------------------------- reading
 
 def read_table(run_dir: str | Path, name: str):
-    """One CSV of a run directory as a DataFrame (``accuracy.csv``, ``metrics.csv``, ``costs.csv``)."""
+    """One CSV of a run directory as a DataFrame (``accuracy.csv``, ``metrics.csv``, ``costs.csv``;
+    costs gain the storage columns of ``with_storage``)."""
     import pandas as pd
 
-    return pd.read_csv(Path(run_dir) / name)
+    df = pd.read_csv(Path(run_dir) / name)
+    return with_storage(df) if name == "costs.csv" else df
+
+
+BYTES_PER_PARAM = 4
+"""Stored parameters are float32."""
+
+
+def with_storage(costs):
+    """Cost records plus what each task adds to storage, everything counted: ``params_bytes`` (its
+    parameters: head, adapters, masks as parameter-equivalents), ``state_bytes`` (what the method's
+    other stored state grew by: replay buffer, Fisher and anchors, BN statistics, kept data),
+    ``stored_bytes`` (their sum) and ``stored_pct`` (as % of the backbone's bytes). The mean of
+    ``stored_pct`` over a run's tasks is its total storage beyond the backbone, per task.
+    ``task_params_pct`` stays: parameters only."""
+    if costs.empty or "extra_bytes" not in costs or "task_params" not in costs:
+        return costs
+    out = costs.copy()
+    keys = ["run"] if "run" in out else []
+    order = out.sort_values([*keys, "task"])
+    grown = (order.groupby(keys).extra_bytes.diff() if keys else order.extra_bytes.diff())
+    out["params_bytes"] = BYTES_PER_PARAM * out.task_params
+    out["state_bytes"] = grown.reindex(out.index).fillna(out.extra_bytes).clip(lower=0).astype("int64")
+    out["stored_bytes"] = out.params_bytes + out.state_bytes
+    out["stored_pct"] = 100.0 * out.stored_bytes / (BYTES_PER_PARAM * out.backbone_params.clip(lower=1))
+    return out
 
 
 def task_names(run_dir: str | Path) -> list[str]:
@@ -283,14 +309,16 @@ def load_metrics(root: str | Path):
 
 
 def load_costs(root: str | Path):
-    """Per-task cost records (parameters, MACs, wall time) across runs."""
-    return _load(root, "costs.csv")
+    """Per-task cost records (parameters, MACs, wall time, and everything stored: ``with_storage``)
+    across runs."""
+    return with_storage(_load(root, "costs.csv"))
 
 
 def run_table(root: str | Path):
     """One row per run under ``root``: its configuration label, seed, tasks, status, final metrics
-    and what it stores per task (mean ``task_params_pct`` over tasks, final ``extra_bytes``), sorted
-    by stream, configuration and seed. ``seed_table`` averages it over seeds."""
+    and what it stores per task (``stored_per_task_pct``: everything stored, mean ``stored_pct`` over
+    tasks; ``params_per_task_pct``: parameters only; final ``extra_bytes``), sorted by stream,
+    configuration and seed. ``seed_table`` averages it over seeds."""
     import pandas as pd
 
     m = load_metrics(root)
@@ -300,12 +328,14 @@ def run_table(root: str | Path):
     last["tasks"] = last.after_task + 1
     c = load_costs(root)
     if not c.empty:
-        per = c.groupby("run").agg(stored_per_task_pct=("task_params_pct", "mean"), extra_bytes=("extra_bytes", "last"),
+        per = c.groupby("run").agg(stored_per_task_pct=("stored_pct", "mean"),
+                                   params_per_task_pct=("task_params_pct", "mean"), extra_bytes=("extra_bytes", "last"),
                                    train_seconds=("train_seconds", "sum"))
         last = last.merge(per, left_on="run", right_index=True, how="left")
     last["fwt"] = last.run.map(_forward_transfer(root, m))
     cols = ["stream", "config", "method", "seed", "tasks", "status", "threads", "avg_accuracy", "bwt", "forgetting",
-            "fwt", "first_task_accuracy", "stored_per_task_pct", "extra_bytes", "train_seconds", "run"]
+            "fwt", "first_task_accuracy", "stored_per_task_pct", "params_per_task_pct", "extra_bytes", "train_seconds",
+            "run"]
     out = last[[k for k in cols if k in last.columns]]
     return pd.DataFrame(out).sort_values(["stream", "config", "tasks", "seed"]).reset_index(drop=True)
 
@@ -344,7 +374,8 @@ def seed_table(runs):
     """``run_table`` averaged over seeds: mean, standard deviation and count per (stream, configuration,
     tasks) of the final metrics and costs (complete runs only)."""
     done = runs[runs.status == "complete"]
-    metrics_cols = [k for k in ("avg_accuracy", "forgetting", "bwt", "fwt", "stored_per_task_pct", "extra_bytes")
+    metrics_cols = [k for k in ("avg_accuracy", "forgetting", "bwt", "fwt", "stored_per_task_pct", "params_per_task_pct",
+                                "extra_bytes")
                     if k in done.columns]
     out = done.groupby(["stream", "config", "tasks"])[metrics_cols].agg(["mean", "std", "count"])
     out.columns = [f"{a}_{b}" for a, b in out.columns]

@@ -54,6 +54,13 @@ def test_cost_dashboard_filters_methods(runs):
     fig = d.figures[0]
     assert sorted(t.name for t in fig.data) == ["clr", "sgd"]
     assert fig.layout.xaxis.type == "log"
+    assert "everything stored" in fig.layout.title.text
+    stored = {t.name: list(t.x) for t in fig.data}
+    d.controls["cost"].value = "params"
+    assert "parameters only" in fig.layout.xaxis.title.text
+    params = {t.name: list(t.x) for t in fig.data}
+    # CLR stores per-task BN statistics beyond its parameters: counting everything moves it right
+    assert all(s > p for s, p in zip(stored["clr"], params["clr"]))
     d.controls["methods"].value = ("sgd",)
     assert [t.name for t in fig.data] == ["sgd"] and len(fig.data[0].x) == 2
     d.controls["methods"].value = ()

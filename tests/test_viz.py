@@ -1,5 +1,6 @@
 import numpy as np
 import pandas as pd
+import pytest
 
 from cl_lab import viz
 
@@ -51,10 +52,32 @@ def test_cost_vs_accuracy_points_and_reference_line():
                           "task_params_pct": [0.4, 0.6, 1.0, 1.0]})
     metrics = pd.DataFrame({"run": ["a", "a", "b", "b"], "after_task": [0, 1, 0, 1],
                             "avg_accuracy": [0.9, 0.7, 0.8, 0.4]})
-    fig = viz.cost_vs_accuracy(costs, metrics)
+    fig = viz.cost_vs_accuracy(costs, metrics, measure="params")
     pts = {t.name: (list(t.x), list(t.y)) for t in fig.data}
     assert pts == {"clr": ([0.5], [0.7]), "sgd": ([1.0], [0.4])}
     assert fig.layout.xaxis.type == "log" and fig.layout.shapes[0].x0 == 0.6
+    assert "parameters only" in fig.layout.xaxis.title.text
+    with pytest.raises(ValueError, match="stored_pct"):  # everything stored needs the byte counts
+        viz.cost_vs_accuracy(costs, metrics)
+
+
+def test_cost_counts_everything_stored_by_default():
+    """A replay buffer (extra bytes) moves a run to the right of one that stores the same parameters;
+    the parameters-only measure puts them together."""
+    base = {"backbone_params": [1000, 1000], "task_params": [10, 10], "task": [0, 1]}
+    er = pd.DataFrame({"run": "er0", "method": "er", "extra_bytes": [2000, 2000], **base})
+    sgd = pd.DataFrame({"run": "sgd0", "method": "sgd", "extra_bytes": [0, 0], **base})
+    costs = pd.concat([er, sgd], ignore_index=True).assign(task_params_pct=1.0)
+    metrics = pd.DataFrame({"run": ["er0", "sgd0"], "after_task": [1, 1], "avg_accuracy": [0.6, 0.4]})
+    stored = {t.name: t.x[0] for t in viz.cost_vs_accuracy(costs, metrics).data}
+    # er: (40 + 2000) then (40 + 0) bytes over 4000 backbone bytes -> 51% and 1%, mean 26%
+    assert stored["er"] == pytest.approx(26.0) and stored["sgd"] == pytest.approx(1.0)
+    params = {t.name: t.x[0] for t in viz.cost_vs_accuracy(costs, metrics, measure="params").data}
+    assert params == {"er": 1.0, "sgd": 1.0}
+    hover = next(t for t in viz.cost_vs_accuracy(costs, metrics).data if t.name == "er")
+    assert "other state" in hover.hovertemplate and hover.customdata[0][1] == pytest.approx(1.0)  # 1 KB/task
+    with pytest.raises(ValueError, match="measure="):
+        viz.cost_vs_accuracy(costs, metrics, measure="flops")
 
 
 def test_every_method_of_the_suite_gets_its_own_colour_and_configurations_their_own_dash():
@@ -82,7 +105,8 @@ def test_every_method_of_the_suite_gets_its_own_colour_and_configurations_their_
     costs = pd.DataFrame([{"run": r["run"], "method": r["method"], "config": r["config"], "task_params_pct": 1.0}
                           for r in rows])
     metrics = pd.DataFrame([{"run": r["run"], "after_task": 0, "avg_accuracy": 0.5} for r in rows])
-    scatter = {t.name: (t.marker.color, t.marker.symbol) for t in viz.cost_vs_accuracy(costs, metrics).data}
+    scatter = {t.name: (t.marker.color, t.marker.symbol)
+               for t in viz.cost_vs_accuracy(costs, metrics, measure="params").data}
     assert scatter == markers, "the trade-off plot draws each configuration as the curves do"
 
 
@@ -110,6 +134,6 @@ def test_cost_axis_ticks_are_whole_numbers_at_1_2_5_steps():
     costs = pd.DataFrame({"run": ["a", "b"], "method": ["sgd", "clr"], "config": ["sgd", "clr"],
                           "task_params_pct": [0.3, 4.5]})
     metrics = pd.DataFrame({"run": ["a", "b"], "after_task": [1, 1], "avg_accuracy": [0.4, 0.6]})
-    fig = viz.cost_vs_accuracy(costs, metrics)
+    fig = viz.cost_vs_accuracy(costs, metrics, measure="params")
     assert {"0.5", "1", "2", "5"} <= set(fig.layout.xaxis.ticktext)
     assert all(float(t) == v for t, v in zip(fig.layout.xaxis.ticktext, fig.layout.xaxis.tickvals))

@@ -46,7 +46,7 @@ def _point(plan: Any, threads: int) -> dict[str, Any]:
         s = r.summary()
         costs = r.costs
         row.update(ok=True, avg_accuracy=s["avg_accuracy"], forgetting=s["forgetting"], bwt=s["bwt"],
-                   stored_per_task_pct=float(costs.task_params_pct.mean()),
+                   stored_per_task_pct=float(costs.stored_pct.mean()),
                    extra_mb=float(costs.extra_bytes.iloc[-1]) / 1e6, run_dir=str(r.run_dir), error="",
                    variant=variant(r.config))
     except Exception as e:  # a failed point is reported, the others go on

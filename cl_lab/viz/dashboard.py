@@ -190,7 +190,8 @@ def _task_options(df: pd.DataFrame) -> list[tuple[str, int]]:
 
 
 def cost_dashboard(root: str | Path, reference_pct: float = 0.6) -> Dashboard:
-    """Stored parameters per task vs final average accuracy (log scale, CLR's 0.6% line)."""
+    """Storage per task vs final average accuracy (log scale, CLR's 0.6% line): everything stored
+    (parameters, buffers, Fisher, statistics, ...) or, by the ``cost`` selector, parameters only."""
     from ..results import load_costs, load_metrics
 
     _, go = _widgets()
@@ -200,15 +201,18 @@ def cost_dashboard(root: str | Path, reference_pct: float = 0.6) -> Dashboard:
     stream = _select(sorted(metrics.stream.unique()), description="stream")
     methods = _select(sorted(metrics.config.unique()), description="methods", multiple=True)
     seeds = _select(sorted(int(v) for v in metrics.seed.unique()), description="seeds", multiple=True)
+    measure = _select([(label, key) for key, label in figures.COST_MEASURES.items()], value="stored",
+                      description="cost")
 
     def render():
         c = _filter(costs, stream.value, methods.value, seeds.value)
         m = _filter(metrics, stream.value, methods.value, seeds.value)
         if c.empty:
             raise ValueError("no run matches the filters")
-        return [figures.cost_vs_accuracy(c, m, reference_pct)]
+        return [figures.cost_vs_accuracy(c, m, reference_pct, measure=measure.value)]
 
-    return Dashboard({"stream": stream, "methods": methods, "seeds": seeds}, [go.FigureWidget()], render)
+    return Dashboard({"stream": stream, "methods": methods, "seeds": seeds, "cost": measure}, [go.FigureWidget()],
+                     render)
 
 
 def matrix_dashboard(root: str | Path) -> Dashboard:

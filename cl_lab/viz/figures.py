@@ -117,30 +117,60 @@ def log_ticks(lo: float, hi: float) -> list[float]:
     return [float(f"{t:.6g}") for t in keep]
 
 
-def cost_vs_accuracy(costs, metrics, reference_pct: float | None = 0.6):
-    """Stored parameters per task (% of backbone, log scale) vs final average accuracy, one point per run."""
+COST_MEASURES = {"stored": "everything stored", "params": "parameters only"}
+
+
+def cost_vs_accuracy(costs, metrics, reference_pct: float | None = 0.6, measure: str = "stored"):
+    """Storage per task (% of the backbone, log scale) vs final average accuracy, one point per run.
+
+    ``measure="stored"``: everything a method stores beyond the backbone (parameters, replay
+    buffers, Fisher and anchors, BN statistics, masks, kept data: ``results.with_storage``),
+    averaged over tasks; the hover splits it into parameters and other state. ``"params"``:
+    parameters only (``task_params_pct``), labelled as such."""
+    from ..results import with_storage
+
+    if measure not in COST_MEASURES:
+        raise ValueError(f"measure={measure!r} is not allowed; use one of {list(COST_MEASURES)}")
     go = _go()
     key = _line_key(costs)
-    per_run = costs.groupby(["run", key]).task_params_pct.mean().reset_index()
+    costs = with_storage(costs) if "stored_pct" not in costs and "extra_bytes" in costs else costs
+    col = "stored_pct" if measure == "stored" else "task_params_pct"
+    if col not in costs:
+        raise ValueError(f"cost records lack {col!r} (need task_params, extra_bytes, backbone_params)")
+    agg = {"x": (col, "mean")}
+    if {"params_bytes", "state_bytes"} <= set(costs.columns):
+        agg |= {"params_kb": ("params_bytes", "mean"), "state_kb": ("state_bytes", "mean")}
+    per_run = costs.groupby(["run", key]).agg(**agg).reset_index()
     final = metrics.sort_values("after_task").groupby("run").tail(1)[["run", "avg_accuracy"]]
     df = per_run.merge(final, on="run")
     fig = go.Figure()
     styles = line_styles(df[key].unique()) if len(df) else {}
+    what = "stored" if measure == "stored" else "parameters"
     for method, g in df.groupby(key, sort=True):
-        fig.add_trace(go.Scatter(x=g.task_params_pct, y=g.avg_accuracy, mode="markers", name=method,
+        if "params_kb" in g:
+            custom = np.stack([g.params_kb / 1e3, g.state_kb / 1e3], axis=1)
+            extra = "<br>per task: parameters %{customdata[0]:.1f} KB + other state %{customdata[1]:.1f} KB"
+        else:
+            custom, extra = None, ""
+        fig.add_trace(go.Scatter(x=g.x, y=g.avg_accuracy, mode="markers", name=method,
                                  marker={"size": 12, "color": styles[method]["color"],
-                                         "symbol": styles[method]["symbol"]}, text=g.run,
-                                 hovertemplate="%{text}<br>%{x:.3g}% per task<br>avg acc %{y:.3f}<extra></extra>"))
+                                         "symbol": styles[method]["symbol"]}, text=g.run, customdata=custom,
+                                 hovertemplate="%{text}<br>%{x:.3g}% " + what + " per task" + extra
+                                               + "<br>avg acc %{y:.3f}<extra></extra>"))
     if reference_pct is not None:
         # on a log axis plotly places a vline's own annotation at the raw value, far from the line:
         # the label is an annotation of its own, at log10 of the value
         fig.add_vline(x=reference_pct, line_dash="dash")
         fig.add_annotation(x=float(np.log10(reference_pct)), y=1, yref="paper", text=f"{reference_pct}% (CLR paper)",
                            showarrow=False, xanchor="left", yanchor="bottom")
-    fig.update_layout(title="parameters stored per task vs average accuracy", xaxis_type="log",
-                      xaxis_title="stored parameters per task (% of backbone)", yaxis_title="final average accuracy")
+    if measure == "stored":
+        title, axis = "everything stored per task vs average accuracy", "stored per task (% of the backbone's bytes)"
+    else:
+        title, axis = "parameters stored per task (parameters only) vs average accuracy", \
+            "stored parameters per task (parameters only, % of backbone)"
+    fig.update_layout(title=title, xaxis_type="log", xaxis_title=axis, yaxis_title="final average accuracy")
     # ticks at 1-2-5 steps labelled as whole numbers (plotly's default labels minor ticks "4 5 ... 9 1 2")
-    xs = [*df.task_params_pct.tolist(), *([reference_pct] if reference_pct is not None else [])]
+    xs = [*df.x.tolist(), *([reference_pct] if reference_pct is not None else [])]
     ticks = log_ticks(min(xs), max(xs)) if xs and min(xs) > 0 else []
     if ticks:
         fig.update_xaxes(tickvals=ticks, ticktext=[f"{t:g}" for t in ticks])
