@@ -75,7 +75,8 @@ def _run_sweep(args: argparse.Namespace, common: dict[str, Any]) -> int:
                  gpus_per_point=args.gpus_per_point, backbone=args.backbone, **{**common, **sets})
     for r in rows.itertuples():
         status = (f"avg acc {r.avg_accuracy:.3f}  forgetting {r.forgetting:.3f}  stored/task "
-                  f"{r.stored_per_task_pct:.2f}% + {r.extra_mb:.2f} MB" if r.ok else f"FAILED: {r.error}")
+                  f"{r.stored_per_task_pct:.2f}% (of which state {r.extra_mb:.2f} MB in all)" if r.ok
+                  else f"FAILED: {r.error}")
         print(f"{r.method:>10s} on {r.stream} seed {r.seed}: {status}  ({r.seconds:.1f}s, {r.threads} thread(s))")
     table = summarise(rows)
     if not table.empty:
@@ -84,7 +85,8 @@ def _run_sweep(args: argparse.Namespace, common: dict[str, Any]) -> int:
             shown[k] = [f"{m:.3f} +/- {s:.3f}" if s == s else f"{m:.3f}" for m, s in zip(table[f"{k}_mean"],
                                                                                     table[f"{k}_std"])]
         shown["seeds"] = table["avg_accuracy_count"]
-        print("\nmean +/- std over seeds (stored/task: parameters as % of the backbone; extra: buffers, Fisher, ...):")
+        print("\nmean +/- std over seeds (stored/task: everything stored beyond the backbone, per task, as % of the "
+              "backbone's bytes; extra_mb: of which buffers, Fisher, statistics, ... at the end):")
         print(shown.to_string(index=False))
     return 0 if rows.ok.all() else 1
 
@@ -165,7 +167,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def cmd_tradeoff(args: argparse.Namespace) -> int:
     from .config import ConfigError
-    from .experiments.tradeoff import tradeoff
+    from .experiments.tradeoff import shown, tradeoff
 
     sweeps = None
     if args.sweep:
@@ -180,7 +182,7 @@ def cmd_tradeoff(args: argparse.Namespace) -> int:
     curve, table = tradeoff(args.stream, args.source, args.target, out=args.out, epochs=args.epochs,
                             seed=args.seed, progress=not args.no_progress, sweeps=sweeps)
     print(curve.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(shown(table).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     return 0
 
 

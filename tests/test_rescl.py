@@ -237,6 +237,14 @@ def test_tradeoff_sweep_writes_curve_and_metrics(tmp_path, mini):
     saved = pd.read_csv(tmp_path / "t" / "tradeoff.csv")
     assert len(saved) == 3 and set(saved.method) == {"rescl", "sgd"}
     assert set(pd.read_csv(tmp_path / "t" / "tradeoff_metrics.csv").method) == {"rescl", "sgd"}
-    assert table.filter(like="source_at_target").notna().all().all(), table  # default levels every sweep reaches
+    levels = table.filter(like="source_at_target")
+    top = levels.columns[-1]  # the highest level: the best target accuracy any sweep reaches
+    assert float(top.rsplit("_", 1)[1]) <= curve.target_acc.max() + 1e-6  # column names hold 6 digits
+    for method, row in zip(table.method, levels.itertuples(index=False)):
+        reach = curve[curve.method == method].target_acc.max()
+        for col, v in zip(levels.columns, row):  # NaN exactly where the level is above this method's front
+            assert (v != v) == (float(col.rsplit("_", 1)[1]) > reach + 1e-6), (method, col, v, reach)
+    from cl_lab.experiments.tradeoff import NOT_REACHABLE, shown
+    assert (shown(table)[levels.columns] == NOT_REACHABLE).sum().sum() == levels.isna().sum().sum()
     strong = curve[(curve.method == "rescl") & (curve.value == 100.0)].iloc[0]
     assert strong.source_acc == strong.source_alone  # alphas decayed to 0: the source network itself

@@ -22,7 +22,13 @@ DEFAULT_SWEEPS: dict[str, tuple[str, tuple[float, ...]]] = {
     "rescl": ("rescl_lambda", (0.0, 0.25, 0.5, 0.75, 1.0, 2.0)),
     "lwf": ("alpha", (0.0, 0.3, 1.0, 3.0, 10.0)),
     "sgd": ("lr", (0.001, 0.003, 0.01, 0.03)),
+    "feature-extraction": ("lr", (0.003, 0.01, 0.03, 0.1)),
 }
+"""Each method's knob and values. Feature extraction (the frozen source backbone and a head per task)
+is the obvious baseline of ResCL: at a large ``rescl_lambda`` the alphas reach 0 and ResCL *is* the
+source network with a new head; its source accuracy never changes, so its front is a vertical line."""
+NOT_REACHABLE = "not reachable"
+"""How a read-off level above a method's front is shown (the metrics table holds NaN there)."""
 
 
 def tradeoff(stream: str | TaskStream = "synth-10", source: int = 0, target: int = 1, *, out: str = "runs",
@@ -32,8 +38,9 @@ def tradeoff(stream: str | TaskStream = "synth-10", source: int = 0, target: int
     """Run every sweep point and return (curve DataFrame, metrics DataFrame).
 
     ``desired_targets``: the target accuracies at which the source accuracy is read; by
-    default 50%, 75% and 100% of the highest target accuracy that *every* method's sweep
-    reaches (rounded to 0.01), so each method has a value at each level.
+    default 50%, 75% and 100% of the highest target accuracy *any* method's sweep reaches
+    (rounded to 0.01, never above it). A level above a method's front is NaN in the metrics
+    table (``NOT_REACHABLE`` where shown): the region a method cannot reach stays visible.
     ``run_kwargs`` go to every run (runner settings such as ``epochs``);
     ``method_kwargs[method]`` to that method's runs only. ResCL's rows also carry the mean
     absolute alphas at the end of the combination phase (``alpha_history``), so the curve
@@ -64,10 +71,8 @@ def tradeoff(stream: str | TaskStream = "synth-10", source: int = 0, target: int
     curve = pd.DataFrame(rows)
     curve["average"] = (curve.source_acc + curve.target_acc) / 2
     if desired_targets is None:
-        common = float(curve.groupby("method").target_acc.max().min())
-        desired_targets = sorted({round(f * common, 2) for f in (0.5, 0.75, 1.0)})
-        if round(common, 2) > common:  # rounding up would put the top level just out of reach
-            desired_targets = [min(d, common) for d in desired_targets]
+        best = float(curve.target_acc.max())
+        desired_targets = sorted({min(round(f * best, 2), best) for f in (0.5, 0.75, 1.0)})
     summary = []
     for method, g in curve.groupby("method", sort=False):
         row = {"method": method, "max_average_accuracy": M.max_average_accuracy(g.source_acc, g.target_acc)}
@@ -78,3 +83,11 @@ def tradeoff(stream: str | TaskStream = "synth-10", source: int = 0, target: int
     atomic_write_text(root / "tradeoff.csv", curve.to_csv(index=False))
     atomic_write_text(root / "tradeoff_metrics.csv", table.to_csv(index=False))
     return curve, table
+
+
+def shown(table):
+    """The metrics table for reading: levels a method's front does not reach say so."""
+    cols = [c for c in table.columns if c.startswith("source_at_target_")]
+    out = table.copy().astype({c: object for c in cols})
+    out[cols] = out[cols].where(table[cols].notna(), NOT_REACHABLE)
+    return out
