@@ -2,8 +2,9 @@
 
 Every number the README states about method accuracy comes from this script:
 
-- ``main``: the whole synth-10 stream (10 tasks) for the frozen-backbone and per-task-module
-  methods and SGD;
+- ``main``: the whole synth-10 stream (10 tasks) for every method and the three reference rows
+  (joint training, an independent network per task, feature extraction), with forward transfer
+  against the independent network of the same seed and everything each method stores per task;
 - ``baselines``: the first five synth-10 tasks for the shared-backbone baselines, each
   with the papers' shared BatchNorm statistics and with per-task statistics
   (``bn_stats="per-task"``), which separates weight drift from statistics drift;
@@ -40,14 +41,30 @@ ROOT = Path(__file__).resolve().parents[1]
 EPOCHS = 4
 
 # (label, method, kwargs): labels are the README's row names
+REFERENCES = [
+    ("reference: joint training", "joint", {}),
+    ("reference: independent network per task", "independent", {}),
+    ("reference: feature extraction", "feature-extraction", {}),
+]
 MAIN = [
+    *REFERENCES,
     ("SGD", "sgd", {}),
     ("SGD-LL (shared last layer)", "sgd-ll", {}),
+    ("EWC", "ewc", {}),
+    ("online EWC", "online-ewc", {}),
+    ("SI", "si", {}),
+    ("LwF", "lwf", {}),
+    ("ER (200 examples)", "er", {}),
+    ("DER++ (200 examples)", "derpp", {}),
+    ("PSP (random weights)", "psp", {}),
+    ("SupSup (random weights)", "supsup", {}),
+    ("ResCL", "rescl", {}),
     ("CLR (shipped backbone)", "clr", {}),
     ("CLR, random frozen backbone", "clr", {"pretrained": None}),
     ("CLR, backbone trained on task 1", "clr", {"pretrained": "first-task"}),
     ("CCLL", "ccll", {}),
-    ("EFTs", "efts", {}),
+    ("EFTs (authors' code)", "efts", {}),
+    ("EFTs (identity reading)", "efts-identity", {}),
     ("ConFiT", "confit", {}),
     ("RCM (reparameterised convs)", "rcm", {}),
 ]
@@ -61,7 +78,7 @@ BASELINES = [
     ("online EWC", "online-ewc", {}),
 ]
 BN_COMPARED = ("sgd", "ewc", "si", "lwf")
-OLD_BACKBONE = "resnet8-synth-source"
+OLD_BACKBONE = "resnet8.synth-source-v2"
 BACKBONE_ROWS = [("SGD", "sgd"), ("SGD-LL", "sgd-ll"), ("CLR", "clr"), ("CCLL", "ccll"), ("EFTs", "efts"),
                  ("ConFiT", "confit")]
 SCRATCH = [("SGD, random weights", "sgd", {"pretrained": None}), ("PSP", "psp", {}), ("SupSup", "supsup", {})]
@@ -134,6 +151,8 @@ def _work(job: dict, out: str) -> dict:
     return {**job, "avg_accuracy": s["avg_accuracy"], "bwt": s["bwt"], "forgetting": s["forgetting"],
             "first_task_final": float(r.R[-1, 0]), "first_task_learnt": float(r.R[0, 0]),
             "task_pct_min": float(c.task_params_pct.min()), "task_pct_max": float(c.task_params_pct.max()),
+            "stored_pct": float(c.stored_pct.mean()), "params_pct": float(c.task_params_pct.mean()),
+            "diag": [float(r.R[i, i]) for i in range(len(r.R))], "threads": r.config.get("threads"),
             "extra_mb": float(c.extra_bytes.iloc[-1]) / 1e6, "seconds": time.perf_counter() - t0}
 
 
@@ -151,15 +170,26 @@ def tables(results: list[dict], seeds: list[int]) -> dict[str, str]:
     note = f"{len(seeds)} seeds ({', '.join(map(str, seeds))}), mean +/- std, one thread per run, {EPOCHS} epochs per task"
     df = pd.DataFrame([r for r in results if r["table"] == "main"])
     if len(df):
-        rows = ["| synth-10, 10 tasks | avg accuracy | BWT | forgetting | stored per task (% of backbone) |",
-                "|---|---|---|---|---|"]
+        import numpy as np
+
+        ind = {r.seed: np.asarray(r.diag) for r in df[df.method == "independent"].itertuples()} if "diag" in df else {}
+        df["fwt"] = [float(np.mean(np.asarray(r.diag)[1:] - ind[r.seed][1:])) if r.seed in ind else float("nan")
+                     for r in df.itertuples()] if "diag" in df else float("nan")
+        rows = ["| synth-10, 10 tasks | avg accuracy | forgetting | FWT (vs independent) | stored per task, everything "
+                "(% of backbone) | of which parameters |", "|---|---|---|---|---|---|"]
         for label, _, _ in MAIN:
             g = df[df.label == label]
             if not len(g):
                 continue
-            pct = f"{g.task_pct_min.min():.2f}-{g.task_pct_max.max():.2f}%"
-            rows.append(f"| {label} | {_ms(g.avg_accuracy)} | {_ms(g.bwt)} | {_ms(g.forgetting)} | {pct} |")
-        out["main"] = f"{note}:\n\n" + "\n".join(rows)
+            fwt = _ms(g.fwt) if g.fwt.notna().all() else "-"
+            rows.append(f"| {label} | {_ms(g.avg_accuracy)} | {_ms(g.forgetting)} | {fwt} | "
+                        f"{g.stored_pct.mean():.2f}% | {g.params_pct.mean():.2f}% |")
+            if label == REFERENCES[-1][0]:
+                rows.append("| | | | | | |")
+        out["main"] = (f"{note}; FWT: accuracy on each task right after learning it minus the independent "
+                       "network's, mean over tasks 2-10; stored per task: everything kept beyond the backbone "
+                       "(parameters, buffers, Fisher and anchors, statistics, kept data) over the 10 tasks, per "
+                       "task:\n\n" + "\n".join(rows))
     df = pd.DataFrame([r for r in results if r["table"] == "baselines"])
     if len(df):
         rows = ["| synth-10 tasks 1-5 | BN statistics | avg accuracy | BWT | forgetting | task 1 at the end | "

@@ -21,7 +21,8 @@ TINY = {
     "00_quickstart": {"stream": "synth-mini", "methods": ["sgd", "clr"], "epochs": 1},
     "01_task_stream": {"method": "clr", "stream": "synth-mini", "epochs": 1, "hyperparameters": {"lr": 0.002}},
     "02_clr": {"stream": "synth-mini", "n_tasks": 2, "compare": ["sgd"], "ablation": True, "epochs": 1},
-    "03_rescl": {"stream": "synth-mini", "epochs": 1, "rescl_lambdas": [0.0], "lwf_alphas": [1.0], "sgd_lrs": [0.01]},
+    "03_rescl": {"stream": "synth-mini", "epochs": 1, "rescl_lambdas": [0.0], "lwf_alphas": [1.0], "sgd_lrs": [0.01],
+                 "fe_lrs": [0.01]},
     "04_mpnas": {"stream": "synth-mini", "domains": "3", "setups": "mpnas,mpnas-uniform,single-path",
                  "search_steps": 4, "train_epochs": 1, "max_train": 40},
     "05_baselines": {"stream": "synth-mini", "methods": ["sgd", "er", "ccll"], "n_tasks": 2, "epochs": 1,
@@ -157,7 +158,7 @@ def test_bad_parameters_fail_in_the_validation_cell_with_a_clear_message(tmp_pat
 
 def test_baselines_scratch_parameters_are_checked_before_anything_runs():
     ok = {**defaults("05_baselines"), "In": []}
-    assert check_parameters(ok, "05_baselines")["scratch_tasks"] == ["scenes", "art-styles", "aerial"]
+    assert check_parameters(ok, "05_baselines")["scratch_tasks"] == ["scenes", "art-styles", "textures"]
     with pytest.raises(NotebookParameterError, match=r"scratch_tasks=\['scenes', 'moon'\] must name distinct tasks "
                                                      r"of 'synth-10'; allowed: \['shapes'"):
         check_parameters({**ok, "scratch_tasks": ["scenes", "moon"]}, "05_baselines")

@@ -62,16 +62,34 @@ def _names(values: Mapping[str, float] | Any, fmt: str = ".2f") -> str:
 def what_you_should_see_05(table: Any, chance: float, n_tasks: int) -> str:
     """05's main table: which methods forget nothing (|forgetting| < ``NO_FORGETTING``), the three most
     accurate and the three that forget most, the regularisers that forget about as much as SGD (within
-    ``LIKE_SGD``), and the methods within ``NEAR_CHANCE`` of chance. ``table``: one row per method with
-    ``method``, ``avg_accuracy`` and ``forgetting``; ``chance``: the tasks' average chance level."""
+    ``LIKE_SGD``), and the methods within ``NEAR_CHANCE`` of chance; reference rows (``reference``
+    column True: joint, independent, feature extraction) are read apart, as the bounds the methods sit
+    between. ``table``: one row per method with ``method``, ``avg_accuracy`` and ``forgetting``;
+    ``chance``: the tasks' average chance level."""
     s = table.set_index("method")
+    refs = s[s["reference"].astype(bool)] if "reference" in s else s.iloc[:0]
+    s = s.drop(index=refs.index)
     kept = [m for m in s.index if abs(s.forgetting[m]) < NO_FORGETTING]
     text = (f"Average chance level over these {n_tasks} tasks: {chance:.2f}. "
             "**What you should see:** the methods that give each task parameters of its own forget nothing and pay "
-            "for it in stored parameters (further right); the methods that share one trained backbone forget, "
+            "for it in storage (further right); the methods that share one trained backbone forget, "
             f"fine-tuning (SGD) among the most. In this run: forgetting 0 for {', '.join(kept) or 'none'}; highest "
             f"average accuracy {_names(s.avg_accuracy.nlargest(3))}; largest forgetting "
             f"{_names(s.forgetting.nlargest(3))}.")
+    if len(refs):
+        text += "\n\n**Reference rows** (not methods; the bounds the methods are read against): " + "; ".join(
+            f"{m} {refs.avg_accuracy[m]:.2f}" for m in refs.index) + "."
+        if "feature-extraction" in refs.index:
+            floor = refs.avg_accuracy["feature-extraction"]
+            below = [m for m in s.index if s.avg_accuracy[m] < floor - NEAR_CHANCE]
+            if below:
+                text += (f" Below feature extraction (a head on the frozen backbone, {floor:.2f}) by more than "
+                         f"{NEAR_CHANCE}: {', '.join(below)}.")
+        if "joint" in refs.index:
+            above = [m for m in s.index if s.avg_accuracy[m] > refs.avg_accuracy["joint"] + NEAR_CHANCE]
+            if above:
+                text += (f" Above joint training by more than {NEAR_CHANCE}: {', '.join(above)} (joint shares one "
+                         "network; methods that add parameters per task can exceed it).")
     if "sgd" in s.index:
         alike = [m for m in ("ewc", "online-ewc", "si", "lwf") if m in s.index
                  and s.forgetting[m] >= s.forgetting["sgd"] - LIKE_SGD]
