@@ -12,6 +12,7 @@ from cl_lab.lab.lessons import (
     NEAR_CHANCE,
     NOISE,
     what_you_should_see_02,
+    what_you_should_see_02_ablation,
     what_you_should_see_04,
     what_you_should_see_05,
     what_you_should_see_05_scratch,
@@ -71,6 +72,27 @@ def test_05_names_the_methods_that_keep_everything_forget_like_sgd_or_sit_at_cha
     assert "largest forgetting sgd 0.30, ewc 0.26, si 0.24" in text
     assert "Here ewc forget about as much as fine-tuning (0.30)" in text
     assert "Within 0.05 of chance: lwf.**" in text
+
+
+def test_05_reads_reference_rows_apart_as_bounds():
+    table = _table({"joint": (0.80, 0.0), "feature-extraction": (0.60, 0.0), "sgd": (0.40, 0.3),
+                    "clr": (0.90, 0.0), "ewc": (0.58, 0.1)})
+    table["reference"] = table.method.isin(["joint", "feature-extraction"])
+    text = what_you_should_see_05(table, 0.1, 2)
+    assert "highest average accuracy clr 0.90, ewc 0.58, sgd 0.40" in text  # references are not ranked
+    assert "**Reference rows**" in text and "joint 0.80" in text and "feature-extraction 0.60" in text
+    assert f"by more than {NEAR_CHANCE}: sgd." in text  # ewc is within the margin of the floor
+    assert "Above joint training by more than 0.05: clr" in text
+
+
+@pytest.mark.parametrize("shipped,random,verdict", [(0.60, 0.30, "higher by 0.300"), (0.32, 0.30, "within noise")])
+def test_02_ablation_credits_the_pretrained_backbone_only_beyond_the_noise_margin(shipped, random, verdict):
+    table = pd.DataFrame({"backbone": ["shipped (source-pretrained)", "random", "first-task"],
+                          "avg_accuracy": [shipped, random, shipped + NOISE + 0.01]})
+    text = what_you_should_see_02_ablation(table)
+    line = next(ln for ln in text.splitlines() if ln.startswith("- shipped vs random"))
+    assert verdict in line and (("ceiling" in line) == (verdict != "within noise"))
+    assert "specialised" not in text  # first-task scored higher here: no claim that it transfers worse
 
 
 def test_05_without_sgd_or_near_chance_methods_says_neither():

@@ -55,6 +55,23 @@ def what_you_should_see_02(acc: Any, by: str = "method") -> str:
     return text
 
 
+def what_you_should_see_02_ablation(table: Any, margin: float = NOISE) -> str:
+    """02's backbone ablation: CLR on the source-pretrained backbone against a random frozen one and one
+    trained on task 1, each comparison stated only beyond ``margin``. ``table``: rows with ``backbone``
+    (labels starting 'shipped', 'random', 'first-task') and ``avg_accuracy``."""
+    acc = {str(b).split(" ")[0]: float(a) for b, a in zip(table["backbone"], table["avg_accuracy"])}
+    if "shipped" not in acc:
+        return "**What you should see in the ablation**: nothing to compare (no run on the shipped backbone)."
+    lines = []
+    for other, why in (("random", "the frozen features are the method's ceiling: random ones carry little"),
+                       ("first-task", "a backbone trained on one task is specialised to it")):
+        if other in acc:
+            lines.append(f"- shipped vs {other}: average accuracy {_compare(acc['shipped'], acc[other], margin)}"
+                         + (f"; {why}." if acc["shipped"] - acc[other] > margin else "."))
+    return ("**What you should see in the ablation** (one seed; differences up to "
+            f"{margin} are treated as noise):\n\n" + "\n".join(lines))
+
+
 def _names(values: Mapping[str, float] | Any, fmt: str = ".2f") -> str:
     return ", ".join(f"{m} {v:{fmt}}" for m, v in values.items())
 
