@@ -9,9 +9,9 @@ Every number the README states about method accuracy comes from this script:
   with the papers' shared BatchNorm statistics and with per-task statistics
   (``bn_stats="per-task"``), which separates weight drift from statistics drift;
 - ``tradeoff``: ResCL's fair comparison on shapes -> textures (``cl_lab.experiments.tradeoff``);
-- ``backbone``: the methods that start from the shipped backbone, from the first shipped
-  checkpoint (``resnet8-synth-source``: 5 source domains) next to the default one (the
-  ``main`` runs), so the table shows what the source pretraining is worth to each method;
+- ``backbone``: the methods that start from the shipped backbone, from the previous shipped
+  checkpoint (``OLD_BACKBONE``) next to the default one (the ``main`` runs), so the table shows
+  what the source pretraining is worth to each method;
 - ``scratch``: the methods that start from random weights (PSP, SupSup) next to SGD from
   random weights, on the three synth-10 tasks notebook 05 compares them on, at its budget.
 
@@ -108,7 +108,7 @@ def jobs(part: str, seeds: list[int]) -> list[dict]:
             for s in seeds:
                 out.append({"table": "backbone", "label": label, "method": method, "seed": s,
                             "kwargs": {"epochs": EPOCHS, "pretrained": OLD_BACKBONE},
-                            "run_name": f"backbone_v1_{method}_s{s}"})
+                            "run_name": f"backbone_{OLD_BACKBONE}_{method}_s{s}"})
     if part in ("baselines", "all"):
         for label, method, kw in BASELINES:
             for bn in ("shared", "per-task") if method in BN_COMPARED else ("shared",):
@@ -205,10 +205,13 @@ def tables(results: list[dict], seeds: list[int]) -> dict[str, str]:
     old = pd.DataFrame([r for r in results if r["table"] == "backbone"])
     new = pd.DataFrame([r for r in results if r["table"] == "main" and "pretrained" not in r["kwargs"]])
     if len(old) and len(new):
-        from cl_lab.models.weights import default_checkpoint
+        from cl_lab.models.weights import checkpoint_key, default_checkpoint, shipped_checkpoints
 
-        rows = [f"| synth-10, 10 tasks | {OLD_BACKBONE} (5 source domains) | {default_checkpoint('resnet8-w16')} "
-                "(18 source domains) | change | stored per task (% of backbone) |", "|---|---|---|---|---|"]
+        entries, new_name = shipped_checkpoints(), default_checkpoint("resnet8-w16")
+        domains = {n: len(entries[checkpoint_key(n)]["source_domains"]) for n in (OLD_BACKBONE, new_name)}
+        rows = [f"| synth-10, 10 tasks | {OLD_BACKBONE} ({domains[OLD_BACKBONE]} source domains) | {new_name} "
+                f"({domains[new_name]} source domains) | change | stored per task (% of backbone) |",
+                "|---|---|---|---|---|"]
         for label, method in BACKBONE_ROWS:
             a, b = old[old.method == method], new[new.method == method]
             if not len(a) or not len(b):

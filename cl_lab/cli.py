@@ -75,7 +75,8 @@ def _run_sweep(args: argparse.Namespace, common: dict[str, Any]) -> int:
                  gpus_per_point=args.gpus_per_point, backbone=args.backbone, **{**common, **sets})
     for r in rows.itertuples():
         status = (f"avg acc {r.avg_accuracy:.3f}  forgetting {r.forgetting:.3f}  stored/task "
-                  f"{r.stored_per_task_pct:.2f}% (of which state {r.extra_mb:.2f} MB in all)" if r.ok
+                  f"{r.stored_per_task_pct:.2f}% of the backbone, everything counted (state at the end: "
+                  f"{r.extra_mb:.2f} MB)" if r.ok
                   else f"FAILED: {r.error}")
         print(f"{r.method:>10s} on {r.stream} seed {r.seed}: {status}  ({r.seconds:.1f}s, {r.threads} thread(s))")
     table = summarise(rows)

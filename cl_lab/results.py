@@ -85,14 +85,15 @@ def with_storage(costs):
     ``stored_bytes`` (their sum) and ``stored_pct`` (as % of the backbone's bytes). The mean of
     ``stored_pct`` over a run's tasks is its total storage beyond the backbone, per task.
     ``task_params_pct`` stays: parameters only."""
-    if costs.empty or "extra_bytes" not in costs or "task_params" not in costs:
+    if costs.empty or not {"extra_bytes", "task_params", "backbone_params", "task"} <= set(costs.columns):
         return costs
     out = costs.copy()
     keys = ["run"] if "run" in out else []
     order = out.sort_values([*keys, "task"])
     grown = (order.groupby(keys).extra_bytes.diff() if keys else order.extra_bytes.diff())
     out["params_bytes"] = BYTES_PER_PARAM * out.task_params
-    out["state_bytes"] = grown.reindex(out.index).fillna(out.extra_bytes).clip(lower=0).astype("int64")
+    # growth of the other stored state (a method whose state shrinks stores nothing new that task)
+    out["state_bytes"] = grown.reindex(out.index).fillna(out.extra_bytes).fillna(0).clip(lower=0).astype("int64")
     out["stored_bytes"] = out.params_bytes + out.state_bytes
     out["stored_pct"] = 100.0 * out.stored_bytes / (BYTES_PER_PARAM * out.backbone_params.clip(lower=1))
     return out
@@ -280,6 +281,9 @@ def _load(root: str | Path, filename: str):
         df.insert(4, "backbone", cfg["backbone"])
         df.insert(5, "status", summary.get("status", "unknown"))
         df.insert(6, "threads", str(cfg.get("threads", "unknown")))
+        if "task" in df and isinstance(cfg["stream"], dict):  # each task's class count (chance = 1 / classes)
+            classes = [t.get("classes") for t in cfg["stream"].get("tasks", [])]
+            df["classes"] = [classes[t] if 0 <= t < len(classes) else None for t in df.task.astype(int)]
         frames.append(df)
         keys.append((cfg["method"], df.stream.iloc[0] if len(df) else ""))
         variants.append(_variant(cfg))
@@ -328,9 +332,9 @@ def run_table(root: str | Path):
     last["tasks"] = last.after_task + 1
     c = load_costs(root)
     if not c.empty:
-        per = c.groupby("run").agg(stored_per_task_pct=("stored_pct", "mean"),
-                                   params_per_task_pct=("task_params_pct", "mean"), extra_bytes=("extra_bytes", "last"),
-                                   train_seconds=("train_seconds", "sum"))
+        agg = {"stored_per_task_pct": ("stored_pct", "mean"), "params_per_task_pct": ("task_params_pct", "mean"),
+               "extra_bytes": ("extra_bytes", "last"), "train_seconds": ("train_seconds", "sum")}
+        per = c.groupby("run").agg(**{k: v for k, v in agg.items() if v[0] in c.columns})
         last = last.merge(per, left_on="run", right_index=True, how="left")
     last["fwt"] = last.run.map(_forward_transfer(root, m))
     cols = ["stream", "config", "method", "seed", "tasks", "status", "threads", "avg_accuracy", "bwt", "forgetting",
@@ -341,9 +345,12 @@ def run_table(root: str | Path):
 
 
 def _forward_transfer(root: str | Path, m) -> dict[str, float]:
-    """Forward transfer (``metrics.fwt``) of every run that has a reference under ``root``: an
-    ``independent`` run on the same stream content, seed and epochs. FWT is then the mean over
-    tasks i >= 1 of (accuracy on task i right after learning it) - (the independent network's)."""
+    """Forward transfer (``metrics.fwt``) of every run that has a reference under ``root``: the one
+    ``independent`` run on the same stream content, seed, epochs, batch size, backbone and starting
+    weights (``pretrained``: a method from random weights is measured against an independent network
+    from random weights). FWT is then the mean over tasks i >= 1 of (accuracy on task i right after
+    learning it) - (the independent network's). Several matching independent runs (other settings
+    of their own): no FWT, rather than a guess."""
     import numpy as np
 
     from . import metrics as M
@@ -353,20 +360,26 @@ def _forward_transfer(root: str | Path, m) -> dict[str, float]:
         try:
             cfg = read_config(d)
             stream = cfg["stream"]
-            key[d.name] = (stream.get("hash") if isinstance(stream, dict) else stream, cfg["seed"], cfg.get("epochs"))
-        except (OSError, ValueError, KeyError, TypeError):
+            key[d.name] = (stream.get("hash") if isinstance(stream, dict) else stream, cfg["seed"], cfg.get("epochs"),
+                           cfg.get("batch_size"), cfg.get("backbone"), cfg.get("pretrained"),
+                           cfg.get("weights_sha256"))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             continue
     diag = {run: g.sort_values("after_task").current_task_accuracy.to_numpy() for run, g in m.groupby("run")
             if "current_task_accuracy" in g}
-    refs = {key[run]: d for run, d in diag.items() if run in key and (m[m.run == run].method.iloc[0] == "independent")}
+    method = m.groupby("run").method.first()
+    refs: dict[tuple, list] = {}
+    for run, d in diag.items():
+        if run in key and method[run] == "independent":
+            refs.setdefault(key[run], []).append(d)
     out = {}
     for run, d in diag.items():
-        ref = refs.get(key.get(run))
-        if ref is None or len(ref) < len(d):
+        found = refs.get(key.get(run), [])
+        if len(found) != 1 or len(found[0]) < len(d):
             continue
         R = np.full((len(d), len(d)), np.nan)
         R[np.arange(len(d)), np.arange(len(d))] = d
-        out[run] = M.fwt(R, ref[: len(d)])
+        out[run] = M.fwt(R, found[0][: len(d)])
     return out
 
 

@@ -53,3 +53,25 @@ def test_forward_transfer_is_measured_against_the_independent_network(runs):
     assert table.loc["independent", "fwt"] == 0.0
     means = results.seed_table(results.run_table(out))
     assert "fwt_mean" in means
+    acc = results.load(out)  # each row knows its task's class count (chance lines)
+    assert (acc.classes == acc.task.map(lambda t: r["sgd"].config["stream"]["tasks"][t]["classes"])).all()
+
+
+def test_feature_extraction_after_the_source_task_fine_tunes_task_1_then_freezes(tmp_path, mini):
+    """freeze_after=1: the first task trains the whole network (as ResCL's source task), later tasks
+    only their heads; nothing is forgotten after task 1."""
+    kw = {"epochs": 1, "batch_size": 16, "progress": False, "pretrained": None, "out": str(tmp_path)}
+    r = cl_lab.run("feature-extraction", mini, freeze_after=1, **kw)
+    frozen = cl_lab.run("feature-extraction", mini, **kw)
+    assert np.array_equal(r.R[-1], np.diag(r.R))
+    assert r.costs.trainable_params.iloc[0] > 10 * frozen.costs.trainable_params.iloc[0]  # task 1: the network
+    assert r.costs.trainable_params.iloc[1] == frozen.costs.trainable_params.iloc[1]      # later: a head only
+    assert r.R[0, 0] != frozen.R[0, 0]
+
+
+def test_feature_extraction_after_the_source_task_keeps_the_method_contract(tmp_path):
+    from cl_lab.train.contract import COST_CHECKS, walk
+
+    w = walk("feature-extraction", freeze_after=1)
+    for check in COST_CHECKS:
+        check(w)

@@ -137,3 +137,11 @@ def test_cost_axis_ticks_are_whole_numbers_at_1_2_5_steps():
     fig = viz.cost_vs_accuracy(costs, metrics, measure="params")
     assert {"0.5", "1", "2", "5"} <= set(fig.layout.xaxis.ticktext)
     assert all(float(t) == v for t, v in zip(fig.layout.xaxis.ticktext, fig.layout.xaxis.tickvals))
+
+
+def test_accuracy_over_time_marks_chance():
+    acc = _acc().assign(classes=4)
+    fig = viz.task_accuracy_over_time(acc, task=0)
+    assert [s.y0 for s in fig.layout.shapes] == [0.25]
+    assert [s.y0 for s in viz.task_accuracy_over_time(_acc(), task=0, chance=0.1).layout.shapes] == [0.1]
+    assert not viz.task_accuracy_over_time(_acc(), task=0).layout.shapes  # unknown class count: no line

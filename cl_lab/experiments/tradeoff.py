@@ -24,9 +24,11 @@ DEFAULT_SWEEPS: dict[str, tuple[str, tuple[float, ...]]] = {
     "sgd": ("lr", (0.001, 0.003, 0.01, 0.03)),
     "feature-extraction": ("lr", (0.003, 0.01, 0.03, 0.1)),
 }
-"""Each method's knob and values. Feature extraction (the frozen source backbone and a head per task)
-is the obvious baseline of ResCL: at a large ``rescl_lambda`` the alphas reach 0 and ResCL *is* the
-source network with a new head; its source accuracy never changes, so its front is a vertical line."""
+"""Each method's knob and values. Feature extraction after the source task (``freeze_after=1``: the
+source task fine-tunes the whole network, as ResCL's does; the target task trains a head on the
+frozen result, ``DEFAULT_METHOD_KWARGS``) is the obvious baseline of ResCL: at a large
+``rescl_lambda`` the alphas reach 0 and ResCL *is* the source network with a new head."""
+DEFAULT_METHOD_KWARGS: dict[str, dict[str, Any]] = {"feature-extraction": {"freeze_after": 1}}
 NOT_REACHABLE = "not reachable"
 """How a read-off level above a method's front is shown (the metrics table holds NaN there)."""
 
@@ -42,7 +44,7 @@ def tradeoff(stream: str | TaskStream = "synth-10", source: int = 0, target: int
     (rounded to 0.01, never above it). A level above a method's front is NaN in the metrics
     table (``NOT_REACHABLE`` where shown): the region a method cannot reach stays visible.
     ``run_kwargs`` go to every run (runner settings such as ``epochs``);
-    ``method_kwargs[method]`` to that method's runs only. ResCL's rows also carry the mean
+    ``method_kwargs[method]`` to that method's runs only (on top of ``DEFAULT_METHOD_KWARGS``). ResCL's rows also carry the mean
     absolute alphas at the end of the combination phase (``alpha_history``), so the curve
     can be read next to how far the decay moved them.
     """
@@ -59,7 +61,7 @@ def tradeoff(stream: str | TaskStream = "synth-10", source: int = 0, target: int
     rows = []
     for method, (knob, values) in (sweeps or DEFAULT_SWEEPS).items():
         for v in values:
-            extra = (method_kwargs or {}).get(method, {})
+            extra = {**DEFAULT_METHOD_KWARGS.get(method, {}), **(method_kwargs or {}).get(method, {})}
             r = run(method, pair, out=str(root / "points"), run_name=f"{method}_{knob}{v:g}", **{knob: v},
                     **run_kwargs, **extra)
             row = {"method": method, "knob": knob, "value": v, "source_acc": float(r.R[1, 0]),

@@ -183,7 +183,7 @@ class BaselinesParams:
     # backbone clear chance at this budget and SGD's forgetting shows, while synth-mini's few dozen test images
     # per task left several at chance. PSP and SupSup start from random weights, so they get their own
     # comparison, with SGD from random weights, on three synth-10 (version 3) tasks a network learns from
-    # scratch in two epochs and that fixed random features do not solve: SGD from random weights reaches
+    # scratch in two epochs and where fixed random features fall short of it: SGD from random weights reaches
     # 0.49 / 0.62 / 0.31 there (seed 0, each task alone), a linear head on a random frozen ResNet-8 0.32 /
     # 0.44 / 0.27 (benchmarks/shortcut_probe.py); on aerial the two were equal (0.36 / 0.35).
     # Sized so that `make run` stays under 10 minutes on 2 cores.

@@ -2,7 +2,10 @@
 
 * ``feature-extraction``: the shipped backbone frozen (BN statistics too), a linear head per
   task. The floor of every frozen-backbone method (CLR, CCLL, EFTs, RCM, SGD-LL): what they
-  add is measured from here. Nothing is forgotten; a head per task is stored.
+  add is measured from here. Nothing is forgotten; a head per task is stored. With
+  ``freeze_after=1`` the first task fine-tunes the whole network first (as SGD does) and the
+  backbone is frozen from then on: the baseline of ResCL, whose alphas at 0 give exactly the
+  network fine-tuned on the source task plus a new head.
 * ``independent``: a separate copy of the starting network per task, fine-tuned on that task
   alone. No sharing, so no forgetting and no transfer; it stores a whole network per task
   (100% of the backbone) and is the reference of forward transfer (``metrics.fwt``).
@@ -38,6 +41,8 @@ from .sgd_ll import SGDLL
 @dataclass
 class FeatureExtractionConfig(OptimConfig):
     head: Literal["per-task"] = param("per-task", "a linear head per task (the only choice: a shared layer is sgd-ll)")
+    freeze_after: int = param(0, "tasks that fine-tune the whole network before the backbone is frozen (0: frozen "
+                                 "from the start; 1: the first task fine-tunes it, as a source task)", ge=0, le=1)
 
 
 @register
@@ -47,6 +52,36 @@ class FeatureExtraction(SGDLL):
     name = "feature-extraction"
     Config = FeatureExtractionConfig
     reference = True
+
+    def __init__(self, backbone, config, stream):
+        super().__init__(backbone, config, stream)
+        if config.freeze_after:
+            for p in self.backbone.parameters():
+                p.requires_grad_(True)
+
+    def train(self, mode: bool = True) -> FeatureExtraction:
+        nn.Module.train(self, mode)
+        if not any(p.requires_grad for p in self.backbone.parameters()):  # frozen: BN statistics too
+            self.backbone.eval()
+        return self
+
+    def end_task(self, task_id: int, task: Task) -> None:
+        super().end_task(task_id, task)
+        if task_id + 1 >= self.cfg.freeze_after:
+            for p in self.backbone.parameters():
+                p.requires_grad_(False)
+
+    def cost(self) -> Cost:
+        c = super().cost()
+        if 0 < len(self.task_classes) <= self.cfg.freeze_after:  # the current task fine-tuned the network too
+            c.trainable_params = count_params(self.backbone) + self.head_params(len(self.task_classes) - 1)
+        return c
+
+    def restore(self, state) -> None:
+        super().restore(state)
+        if len(self.task_classes) >= self.cfg.freeze_after:
+            for p in self.backbone.parameters():
+                p.requires_grad_(False)
 
 
 @register

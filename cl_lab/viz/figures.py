@@ -76,9 +76,11 @@ def _line_key(df) -> str:
     return "config" if "config" in df.columns else "method"
 
 
-def task_accuracy_over_time(acc, task: int = 0, methods: Sequence[str] | None = None, stream: str | None = None):
+def task_accuracy_over_time(acc, task: int = 0, methods: Sequence[str] | None = None, stream: str | None = None,
+                            chance: float | None = None):
     """Accuracy on one task after each later task, a line per configuration; the seeds of a configuration
-    give a mean and a +/- 1 std band."""
+    give a mean and a +/- 1 std band. A dotted line marks chance: ``chance``, or 1 / the task's class
+    count when the rows carry ``classes`` (``results.load`` adds it)."""
     go = _go()
     df = acc[acc.task == task]
     if stream is not None:
@@ -102,6 +104,11 @@ def task_accuracy_over_time(acc, task: int = 0, methods: Sequence[str] | None = 
                                  line={"color": style["color"], "dash": style["dash"]},
                                  marker={"color": style["color"], "symbol": style["symbol"], "size": 8}))
     name = df.task_name.iloc[0] if len(df) else f"task {task + 1}"
+    if chance is None and len(df) and "classes" in df and df.classes.nunique() == 1:
+        chance = 1.0 / float(df.classes.iloc[0])
+    if chance is not None:
+        fig.add_hline(y=chance, line_dash="dot", line_color="grey", annotation_text=f"chance {chance:.2f}",
+                      annotation_position="bottom right")
     fig.update_xaxes(dtick=1)  # whole tasks only
     fig.update_layout(title=f"accuracy on {name} as later tasks are learnt", xaxis_title="tasks trained",
                       yaxis_title="test accuracy", yaxis_range=[0, 1])
