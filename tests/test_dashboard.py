@@ -47,6 +47,23 @@ def test_task_accuracy_dashboard_follows_task_method_and_seed_filters(runs):
     assert not any(t.fill == "toself" for t in fig.data), "one seed, no band"
     # CLR never forgets: its line is flat
     assert np.ptp(np.asarray(fig.data[0].y)) == 0
+    assert [sh.y0 for sh in fig.layout.shapes] == [pytest.approx(1 / 3)]  # chance on counting (3 classes)
+
+
+def test_task_accuracy_dashboard_opens_on_the_main_stream_and_lists_its_methods(runs, tmp_path, mini):
+    """A side run on another stream (a two-task subset, as a trade-off sweep writes) sorts first by name
+    but is not where the dashboard opens; choosing it offers only its methods and seeds."""
+    import shutil
+
+    shutil.copytree(runs, tmp_path / "runs")
+    cl_lab.run("lwf", mini.subset(2), epochs=1, seed=3, out=str(tmp_path / "runs"), progress=False)
+    d = task_accuracy_dashboard(tmp_path / "runs")
+    assert d.controls["stream"].value == "synth-mini"
+    assert sorted(d.controls["methods"].options) == ["clr", "sgd"] and list(d.controls["seeds"].options) == [0, 1]
+    other = next(o for o in d.controls["stream"].options if o != "synth-mini")
+    d.controls["stream"].value = other
+    assert list(d.controls["methods"].options) == ["lwf"] and list(d.controls["seeds"].options) == [3]
+    assert _lines(d.figures[0]) == ["lwf"]
 
 
 def test_cost_dashboard_filters_methods(runs):

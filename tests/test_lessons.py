@@ -13,6 +13,7 @@ from cl_lab.lab.lessons import (
     NOISE,
     what_you_should_see_02,
     what_you_should_see_02_ablation,
+    what_you_should_see_03,
     what_you_should_see_04,
     what_you_should_see_05,
     what_you_should_see_05_scratch,
@@ -207,3 +208,16 @@ def test_04_equal_accuracies_read_as_no_difference():
     text = what_you_should_see_04(_mdl({"mpnas": 0.393, "mpnas-uniform": 0.393 + 1e-12, "independent": 0.393}, 0.9),
                                   CHANCE)
     assert "a difference of +0.000" in _bullet(text, "**ABDP") and "-0.000" not in text
+
+
+def test_03_says_when_a_knob_moves_the_source_accuracy_against_its_purpose():
+    rows = [("rescl", "rescl_lambda", 0.0, 0.50), ("rescl", "rescl_lambda", 2.0, 0.70),
+            ("lwf", "alpha", 0.3, 0.185), ("lwf", "alpha", 3.0, 0.118),
+            ("sgd", "lr", 0.001, 0.30), ("sgd", "lr", 0.01, 0.29),
+            ("feature-extraction", "lr", 0.01, 0.80)]
+    curve = pd.DataFrame(rows, columns=["method", "knob", "value", "source_acc"]).assign(target_acc=0.5)
+    text = what_you_should_see_03(curve.iloc[::-1])  # unsorted: the function orders by the knob
+    assert "**rescl**: source accuracy 0.500 at rescl_lambda=0, 0.700 at 2: the way the knob" in text
+    assert "**lwf**: source accuracy 0.185 at alpha=0.3, 0.118 at 3: **against** what the knob is for" in text
+    assert "**sgd**: source accuracy 0.300 at lr=0.001, 0.290 at 0.01: within noise" in text
+    assert "**feature-extraction**: one point" in text

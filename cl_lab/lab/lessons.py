@@ -72,6 +72,43 @@ def what_you_should_see_02_ablation(table: Any, margin: float = NOISE) -> str:
             f"{margin} are treated as noise):\n\n" + "\n".join(lines))
 
 
+KNOB_RAISES_SOURCE = {"rescl": True, "lwf": True, "sgd": False}
+"""Which way each trade-off knob should move the source accuracy as it grows: ResCL's decay and LwF's
+distillation weight protect the source task; a larger fine-tuning learning rate moves further from it."""
+
+
+def what_you_should_see_03(curve: Any, margin: float = NOISE) -> str:
+    """03's sweeps: for each method, the source accuracy at the knob's lowest and highest value, and
+    whether it moved the way the knob is meant to move it (beyond ``margin``), against it, or within
+    noise. ``curve``: ``cl_lab.experiments.tradeoff`` rows (``method``, ``knob``, ``value``,
+    ``source_acc``, ``target_acc``)."""
+    lines = []
+    for method, g in curve.groupby("method", sort=False):
+        g = g.sort_values("value")
+        if len(g) < 2:
+            lines.append(f"- **{method}**: one point ({g.knob.iloc[0]}={g.value.iloc[0]:g}), no trend to read.")
+            continue
+        lo, hi = g.iloc[0], g.iloc[-1]
+        d = hi.source_acc - lo.source_acc
+        line = (f"- **{method}**: source accuracy {lo.source_acc:.3f} at {lo.knob}={lo.value:g}, {hi.source_acc:.3f} "
+                f"at {hi.value:g}")
+        want = KNOB_RAISES_SOURCE.get(method)
+        if abs(d) <= margin:
+            line += f": within noise (+/- {margin})."
+        elif want is None:
+            line += "."
+        elif (d > 0) == want:
+            line += ": the way the knob is meant to move it."
+        else:
+            line += (": **against** what the knob is for. At this budget (one seed, a few epochs) the knob's other "
+                     "effects win: e.g. LwF distils towards a teacher that knows the source task only as well as it "
+                     "was learnt, and a strong pull towards it can also slow the shared features' adaptation; "
+                     "read the whole curve and the README's three-seed table before concluding.")
+        lines.append(line)
+    return ("**What you should see in this run** (source accuracy as each knob grows; differences up to "
+            f"{margin} are treated as noise):\n\n" + "\n".join(lines))
+
+
 def _names(values: Mapping[str, float] | Any, fmt: str = ".2f") -> str:
     return ", ".join(f"{m} {v:{fmt}}" for m, v in values.items())
 

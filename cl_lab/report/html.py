@@ -38,8 +38,13 @@ def to_html(notebook_file: Path, html_file: Path) -> None:
     # the template loads require.js from a CDN; with it present plotly.js registers as an AMD
     # module instead of ``window.Plotly`` and the static figures would not draw when online
     body = re.sub(r'<script[^>]*require(\.min)?\.js[^>]*>\s*</script>', "", body)
-    body = offline(body)
+    body = offline(body).replace("</head>", f"<style>{WIDE_OUTPUTS}</style></head>", 1)
     atomic_write_text(html_file, body)
+
+
+WIDE_OUTPUTS = (".jp-OutputArea-output table,.jp-RenderedHTMLCommon table.dataframe{display:block;max-width:100%;"
+                "overflow-x:auto}")
+"""A table wider than the page (04's comparison) scrolls inside its cell instead of running off the page."""
 
 
 def offline(body: str) -> str:

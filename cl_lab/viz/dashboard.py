@@ -47,7 +47,9 @@ class Dashboard:
         self.message = w.HTML()
         for c in controls.values():
             c.observe(lambda _change: self.update(), names="value")
-        self.widget = w.VBox([w.HBox(list(controls.values())), self.message, *figures_])
+        # the controls wrap onto a second row instead of running off a narrow window
+        self.widget = w.VBox([w.HBox(list(controls.values()), layout=w.Layout(flex_flow="row wrap")), self.message,
+                              *figures_])
         self.update()
 
     def update(self) -> None:
@@ -161,15 +163,22 @@ def task_accuracy_dashboard(root: str | Path) -> Dashboard:
     if acc.empty:
         raise FileNotFoundError(f"no runs with results under {str(root)!r}")
     streams = sorted(acc.stream.unique())
-    stream = _select(streams, description="stream")
-    first = acc[acc.stream == streams[0]]
+    # open on the stream with the most runs (the main comparison, not a side sweep)
+    runs_per_stream = acc.groupby("stream").run.nunique()
+    start = max(streams, key=lambda st: (runs_per_stream[st], -streams.index(st)))
+    first = acc[acc.stream == start]
+    stream = _select(streams, value=start, description="stream")
     task = _select(_task_options(first), description="task")
-    methods = _select(sorted(acc.config.unique()), description="methods", multiple=True)
-    seeds = _select(sorted(int(v) for v in acc.seed.unique()), description="seeds", multiple=True)
+    methods = _select(sorted(first.config.unique()), description="methods", multiple=True)
+    seeds = _select(sorted(int(v) for v in first.seed.unique()), description="seeds", multiple=True)
 
     def on_stream(change):
-        task.options = _task_options(acc[acc.stream == change["new"]])
-
+        rows = acc[acc.stream == change["new"]]
+        task.options = _task_options(rows)
+        # the method and seed lists offer what this stream has, all selected
+        configs, seed_values = sorted(rows.config.unique()), sorted(int(v) for v in rows.seed.unique())
+        methods.options, methods.value = configs, tuple(configs)
+        seeds.options, seeds.value = seed_values, tuple(seed_values)
     stream.observe(on_stream, names="value")
 
     def render():
