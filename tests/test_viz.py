@@ -76,6 +76,10 @@ def test_cost_counts_everything_stored_by_default():
     assert params == {"er": 1.0, "sgd": 1.0}
     hover = next(t for t in viz.cost_vs_accuracy(costs, metrics).data if t.name == "er")
     assert "other state" in hover.hovertemplate and hover.customdata[0][1] == pytest.approx(1.0)  # 1 KB/task
+    # two runs on one spot name each other (a marker would hide the other); far apart, nothing is added
+    same = viz.cost_vs_accuracy(costs, metrics.assign(avg_accuracy=0.5), measure="params")
+    assert {t.name: t.customdata[0][2] for t in same.data} == {"er": "<br>also here: sgd", "sgd": "<br>also here: er"}
+    assert all(t.customdata[0][2] == "" for t in viz.cost_vs_accuracy(costs, metrics).data)
     with pytest.raises(ValueError, match="measure="):
         viz.cost_vs_accuracy(costs, metrics, measure="flops")
 

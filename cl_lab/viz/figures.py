@@ -150,20 +150,26 @@ def cost_vs_accuracy(costs, metrics, reference_pct: float | None = 0.6, measure:
     per_run = costs.groupby(["run", key]).agg(**agg).reset_index()
     final = metrics.sort_values("after_task").groupby("run").tail(1)[["run", "avg_accuracy"]]
     df = per_run.merge(final, on="run")
+    # markers that would hide each other (within about a marker's width) name each other in their hover
+    cell = list(zip(np.round(np.log10(df.x.clip(lower=1e-9)) * 20), np.round(df.avg_accuracy * 50)))
+    df["also"] = [", ".join(sorted({str(o) for o, c2 in zip(df[key], cell) if c2 == c and o != k})) for k, c in
+                  zip(df[key], cell)]
     fig = go.Figure()
     styles = line_styles(df[key].unique()) if len(df) else {}
     what = "stored" if measure == "stored" else "parameters"
     for method, g in df.groupby(key, sort=True):
-        if "params_kb" in g:
-            custom = np.stack([g.params_kb / 1e3, g.state_kb / 1e3], axis=1)
-            extra = "<br>per task: parameters %{customdata[0]:.1f} KB + other state %{customdata[1]:.1f} KB"
+        also = ["" if not a else f"<br>also here: {a}" for a in g.also]
+        if "params_kb" in g:  # rows of (number, number, text): a list keeps the numbers numbers
+            custom = [list(r) for r in zip((g.params_kb / 1e3).tolist(), (g.state_kb / 1e3).tolist(), also)]
+            extra = ("<br>per task: parameters %{customdata[0]:.1f} KB + other state %{customdata[1]:.1f} KB"
+                     "<br>avg acc %{y:.3f}%{customdata[2]}")
         else:
-            custom, extra = None, ""
+            custom, extra = [[a] for a in also], "<br>avg acc %{y:.3f}%{customdata[0]}"
         fig.add_trace(go.Scatter(x=g.x, y=g.avg_accuracy, mode="markers", name=method,
                                  marker={"size": 12, "color": styles[method]["color"],
                                          "symbol": styles[method]["symbol"]}, text=g.run, customdata=custom,
                                  hovertemplate="%{text}<br>%{x:.3g}% " + what + " per task" + extra
-                                               + "<br>avg acc %{y:.3f}<extra></extra>"))
+                                               + "<extra></extra>"))
     if reference_pct is not None:
         # on a log axis plotly places a vline's own annotation at the raw value, far from the line:
         # the label is an annotation of its own, at log10 of the value
@@ -175,7 +181,9 @@ def cost_vs_accuracy(costs, metrics, reference_pct: float | None = 0.6, measure:
     else:
         title, axis = "parameters stored per task (parameters only) vs average accuracy", \
             "stored parameters per task (parameters only, % of backbone)"
-    fig.update_layout(title=title, xaxis_type="log", xaxis_title=axis, yaxis_title="final average accuracy")
+    # tall enough for every legend entry: a legend that scrolls hides methods
+    fig.update_layout(title=title, xaxis_type="log", xaxis_title=axis, yaxis_title="final average accuracy",
+                      height=max(450, 160 + 30 * len(fig.data)))
     # ticks at 1-2-5 steps labelled as whole numbers (plotly's default labels minor ticks "4 5 ... 9 1 2")
     xs = [*df.x.tolist(), *([reference_pct] if reference_pct is not None else [])]
     ticks = log_ticks(min(xs), max(xs)) if xs and min(xs) > 0 else []
