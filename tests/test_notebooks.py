@@ -437,3 +437,17 @@ def test_live_jupyterlab_as_make_lab_starts_it_runs_06_twice_and_a_control_redra
             server.wait(timeout=20)
         except subprocess.TimeoutExpired:
             server.kill()
+
+
+def test_every_cell_has_an_id_so_nbformat_validates_without_warnings():
+    import warnings
+
+    import nbformat
+
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            nb = nbformat.read(path, as_version=4)
+            nbformat.validate(nb)
+        ids = [c.get("id") for c in nb.cells]
+        assert all(ids) and len(set(ids)) == len(ids), path.name
