@@ -167,7 +167,12 @@ def tables(results: list[dict], seeds: list[int]) -> dict[str, str]:
     import pandas as pd
 
     out: dict[str, str] = {}
-    note = f"{len(seeds)} seeds ({', '.join(map(str, seeds))}), mean +/- std, one thread per run, {EPOCHS} epochs per task"
+    from cl_lab.data.streams import STREAMS
+    from cl_lab.models.weights import default_checkpoint
+
+    what = f"synth-10 version {STREAMS.info('synth-10').get('version')}, {default_checkpoint('resnet8-w16')}"
+    note = (f"{what}; " + (f"{len(seeds)} seeds ({', '.join(map(str, seeds))}), mean +/- std" if len(seeds) > 1
+                           else f"seed {seeds[0]} only") + f", one thread per run, {EPOCHS} epochs per task")
     df = pd.DataFrame([r for r in results if r["table"] == "main"])
     if len(df):
         import numpy as np
