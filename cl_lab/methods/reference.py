@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from ..config import param
 from ..data.task import Task
-from ..models.backbones import count_params
+from ..models.backbones import count_params, freeze
 from ._buffer import per_task_loss
 from .base import Cost, IsolatedMethod, Method, OptimConfig
 from .registry import register
@@ -55,21 +55,13 @@ class FeatureExtraction(SGDLL):
 
     def __init__(self, backbone, config, stream):
         super().__init__(backbone, config, stream)
-        if config.freeze_after:
-            for p in self.backbone.parameters():
-                p.requires_grad_(True)
-
-    def train(self, mode: bool = True) -> FeatureExtraction:
-        nn.Module.train(self, mode)
-        if not any(p.requires_grad for p in self.backbone.parameters()):  # frozen: BN statistics too
-            self.backbone.eval()
-        return self
+        if config.freeze_after:  # trained by the first task(s); sgd-ll's train() keeps it in train mode till then
+            self.backbone.requires_grad_(True)
 
     def end_task(self, task_id: int, task: Task) -> None:
         super().end_task(task_id, task)
         if task_id + 1 >= self.cfg.freeze_after:
-            for p in self.backbone.parameters():
-                p.requires_grad_(False)
+            freeze(self.backbone)
 
     def cost(self) -> Cost:
         c = super().cost()
@@ -80,8 +72,7 @@ class FeatureExtraction(SGDLL):
     def restore(self, state) -> None:
         super().restore(state)
         if len(self.task_classes) >= self.cfg.freeze_after:
-            for p in self.backbone.parameters():
-                p.requires_grad_(False)
+            freeze(self.backbone)
 
 
 @register
@@ -93,8 +84,7 @@ class Independent(IsolatedMethod):
 
     def __init__(self, backbone, config, stream):
         super().__init__(backbone, config, stream)
-        for p in self.backbone.parameters():  # the starting point every task copies; never trained
-            p.requires_grad_(False)
+        freeze(self.backbone)  # the starting point every task copies; never trained
         self.nets = nn.ModuleList()
 
     def train(self, mode: bool = True) -> Independent:
@@ -104,10 +94,7 @@ class Independent(IsolatedMethod):
 
     def add_task(self, task_id: int, num_classes: int) -> None:
         super().add_task(task_id, num_classes)
-        net = copy.deepcopy(self.backbone)
-        for p in net.parameters():
-            p.requires_grad_(True)
-        self.nets.append(net)
+        self.nets.append(copy.deepcopy(self.backbone).requires_grad_(True))
 
     def task_parameters(self, task_id: int) -> list[nn.Parameter]:
         return [*self.nets[task_id].parameters(), *self.heads.heads[str(task_id)].parameters()]

@@ -39,7 +39,8 @@ class SGDLL(Method):
 
     def train(self, mode: bool = True) -> SGDLL:
         super().train(mode)
-        self.backbone.eval()
+        if not any(p.requires_grad for p in self.backbone.parameters()):  # frozen: its BN statistics too
+            self.backbone.eval()
         return self
 
     def add_task(self, task_id: int, num_classes: int) -> None:
