@@ -1,79 +1,89 @@
-"""Choose hyperparameter defaults on validation data, never on test.
+"""Choose every method's defaults with equal-budget Optuna studies on validation data, never on test.
 
-Each candidate trains on the first five synth-10 tasks (4 epochs, seed 0, one thread) with
-``eval_split="val"``: the accuracy matrix is measured on each task's validation split,
-which is generated separately from its training and test splits. The candidate with the
-best final average validation accuracy among those that did not diverge is the default;
-the defaults in ``cl_lab/methods`` were set from this script's output (their docstrings
-say so; ``benchmarks/results/tuning.jsonl`` holds every candidate's score from the run that
-set them). The last line printed is JSON: the chosen value per method.
+One ``cl_lab.tune`` study per method (and per reference row), all with the same budget and
+protocol: ``TRIALS`` trials (the first half random, then TPE; sampler seed 0), each an ordinary
+run on synth-10's first ``K`` tasks (Chaudhry et al. 2019's first-k protocol), 4 epochs per
+task, seed 0, one thread, scored by the final average accuracy on those tasks' *validation*
+splits. Every method searches its declared ``search_space``: the learning rate over the same
+range for every method with the same optimiser (``cl_lab.methods.base.LR_RANGE``), plus its own
+strength and schedule (fractions of the epochs). A trial that diverges counts against the
+budget like any other.
 
-    python benchmarks/tune_defaults.py [--workers 2] [--methods ewc si]
+Each finished study is copied (``study.db``, ``best_config.json``, ``trials.csv``; not its run
+directories) to ``benchmarks/results/tuning/<method>/``; ``cl-lab tune`` re-draws its report page
+from the ``study.db`` (``cl_lab.tune.write_study_report``). The method defaults in
+``cl_lab/methods`` cite these studies. The last line printed is JSON: the best parameters and
+validation score per method.
+
+    python benchmarks/tune_defaults.py [--workers 2] [--methods ewc si] [--trials 8] [--k 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-
-GRIDS: dict[str, list[dict]] = {
-    "confit": [{"lr": lr} for lr in (0.01, 0.03, 0.1)],
-    "sgd": [{"lr": lr} for lr in (0.01, 0.003)],
-    "ewc": [{"ewc_lambda": lam, "lr": lr} for lr in (0.01, 0.003, 0.001) for lam in (3.0, 10.0, 30.0, 100.0, 1000.0)],
-    "online-ewc": [{"ewc_lambda": lam, "lr": lr} for lr in (0.003, 0.001) for lam in (10.0, 100.0, 1000.0)],
-    "si": [{"c": c} for c in (0.1, 1.0, 10.0, 100.0)],
-    "lwf": [{"alpha": a, "warmup_epochs": 2} for a in (0.3, 1.0, 3.0, 10.0)] + [{"alpha": 1.0, "warmup_epochs": 0}],
-    "rescl": [{"rescl_lambda": lam} for lam in (0.25, 0.5, 1.0, 2.0, 4.0)],
-}
+RESULTS = ROOT / "benchmarks" / "results" / "tuning"
+STREAM = "synth-10"
+TRIALS = 8
+K = 3
+EPOCHS = 4
+# the most expensive studies first, so two workers finish together
+ORDER = ["derpp", "rescl", "er", "supsup", "lwf", "psp", "clr", "efts", "efts-identity", "ewc", "si", "online-ewc",
+         "ccll", "independent", "joint", "sgd", "rcm", "confit", "sgd-ll", "feature-extraction"]
 
 
-def _work(method: str, kw: dict, out: str) -> dict:
+def _study(method: str, trials: int, k: int, out: str) -> dict:
     import torch
 
     torch.set_num_threads(1)
     import cl_lab
 
-    name = method + "_" + "_".join(f"{k}{v:g}" for k, v in kw.items())
     t0 = time.perf_counter()
-    try:
-        r = cl_lab.run(method, "synth-10", n_tasks=5, epochs=4, seed=0, eval_split="val", out=out, run_name=name,
-                       progress=False, **kw)
-        acc = r.summary()["avg_accuracy"]
-    except FloatingPointError as e:
-        return {"method": method, **kw, "val_avg_accuracy": float("nan"), "note": f"diverged: {e}"[:80]}
-    return {"method": method, **kw, "val_avg_accuracy": acc, "seconds": time.perf_counter() - t0}
+    r = cl_lab.tune(method, STREAM, trials=trials, protocol="first-k", k=k, startup_trials=trials // 2,
+                    sampler_seed=0, out=out, threads=1, report=False, seed=0, epochs=EPOCHS)
+    keep = RESULTS / method
+    keep.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(r.study_path, keep / "study.db")
+    record = json.loads(r.config_file.read_text())
+    record["study"] = f"benchmarks/results/tuning/{method}/study.db"
+    (keep / "best_config.json").write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+    df = r.trials()
+    cols = ["number", "state", "value"] + [c for c in df.columns if c.startswith("params_")] + \
+        [c for c in df.columns if c == "user_attrs_error"]
+    df[cols].to_csv(keep / "trials.csv", index=False)
+    return {"method": method, "best": r.best_params, "val": round(r.best_value, 4), "completed": r.completed,
+            "minutes": round((time.perf_counter() - t0) / 60, 1)}
 
 
 def main(argv: list[str] | None = None) -> None:
+    from cl_lab.methods import method_names
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--methods", nargs="+", default=list(GRIDS), choices=list(GRIDS))
+    ap.add_argument("--methods", nargs="+", default=ORDER, choices=method_names())
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--trials", type=int, default=TRIALS)
+    ap.add_argument("--k", type=int, default=K)
     ap.add_argument("--out", default=str(ROOT / "runs" / "tuning"))
     args = ap.parse_args(argv)
     import multiprocessing as mp
 
-    import pandas as pd
-
-    rows = []
-    with ProcessPoolExecutor(args.workers, mp_context=mp.get_context("spawn")) as pool:
-        futs = [pool.submit(_work, m, kw, args.out) for m in args.methods for kw in GRIDS[m]]
-        for f in as_completed(futs):
-            rows.append(f.result())
-            print(rows[-1], flush=True)
-    df = pd.DataFrame(rows)
     chosen = {}
-    for m in args.methods:
-        g = df[df.method == m].dropna(subset=["val_avg_accuracy"])
-        print(df[df.method == m].dropna(axis=1, how="all").to_string(index=False))
-        if len(g):
-            best = g.loc[g.val_avg_accuracy.idxmax()]
-            chosen[m] = {k: best[k] for k in GRIDS[m][0]} | {"val_avg_accuracy": round(float(best.val_avg_accuracy), 4)}
-    print(json.dumps(chosen, default=float))
+    with ProcessPoolExecutor(args.workers, mp_context=mp.get_context("spawn")) as pool:
+        futs = {pool.submit(_study, m, args.trials, args.k, args.out): m for m in args.methods}
+        for f in as_completed(futs):
+            try:
+                row = f.result()
+            except Exception as e:  # one study's failure is reported; the others go on
+                row = {"method": futs[f], "error": f"{type(e).__name__}: {e}"[:300]}
+            chosen[row["method"]] = row
+            print(json.dumps(row, default=str), flush=True)
+    print(json.dumps({m: chosen[m] for m in args.methods if m in chosen}, default=str))
 
 
 if __name__ == "__main__":

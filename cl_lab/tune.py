@@ -264,6 +264,7 @@ def _plan(method: str, stream: Any, trials: Any, *, out: str | Path, study_name:
     from .data.streams import embedded_task_names, load_stream
     from .data.task import TaskStream
     from .methods import get_method
+    from .methods.base import LR_RANGE
     from .rundir import MAX_SEED, NAME_PATTERN, canonical, default_name
     from .train.runner import prepare, split_kwargs
 
@@ -285,6 +286,10 @@ def _plan(method: str, stream: Any, trials: Any, *, out: str | Path, study_name:
 
     if space is None:
         declared = dict(cls.search_space)
+        optimizer = fixed_method.get("optimizer")
+        default_optimizer = {f.name: f.default for f in dataclasses.fields(cls.Config)}.get("optimizer")
+        if optimizer in LR_RANGE and declared.get("lr") == LR_RANGE.get(default_optimizer):
+            declared["lr"] = LR_RANGE[optimizer]  # the range follows an optimiser given as a fixed setting
         space = {n: s for n, s in declared.items() if n not in fixed_method}
         if not space:
             raise ConfigError(f"tune {cls.name}: the search space is empty: every parameter of the declared space "

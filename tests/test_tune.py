@@ -97,16 +97,19 @@ def test_bad_input_is_a_one_line_error_before_anything_runs(tmp_path):
     assert not (tmp_path / "t").exists()
 
 
-def test_every_method_declares_a_valid_space_with_one_learning_rate_range():
-    from cl_lab.methods import get_method, method_names
+def test_every_method_declares_a_valid_space_with_one_learning_rate_range_per_optimiser():
+    import dataclasses
 
-    lr = get_method("sgd").search_space["lr"]
+    from cl_lab.methods import get_method, method_names
+    from cl_lab.methods.base import LR_RANGE
+
     for name in method_names():
         cls = get_method(name)
         if not cls.__module__.startswith("cl_lab.methods."):
             continue  # a throwaway method registered by another test
         space = check_space(cls, cls.search_space)
-        assert space["lr"] == lr, name
+        optimizer = {f.name: f.default for f in dataclasses.fields(cls.Config)}["optimizer"]
+        assert space["lr"] == LR_RANGE[optimizer], name
     assert {"ewc_lambda", "lr"} <= set(get_method("ewc").search_space)
     assert {"lr", "lr_step_fraction", "lr_gamma"} <= set(get_method("clr").search_space)
     assert {"lr", "replay_batch_size"} <= set(get_method("er").search_space)
@@ -114,6 +117,10 @@ def test_every_method_declares_a_valid_space_with_one_learning_rate_range():
     setup = tune_mod._plan("ewc", "synth-mini", 2, out="unused", study_name=None, sampler_seed=0, startup_trials=1,
                            space=None, protocol="first-k", k=2, run_kwargs={"ewc_lambda": 10.0})
     assert list(setup.space) == ["lr"] and setup.fixed["n_tasks"] == 2 and setup.report_tasks == ["blood-cells"]
+    # the learning-rate range follows an optimiser fixed by the user
+    setup = tune_mod._plan("sgd", "synth-mini", 2, out="unused", study_name=None, sampler_seed=0, startup_trials=1,
+                           space=None, protocol="all", k=None, run_kwargs={"optimizer": "adam"})
+    assert setup.space["lr"] == LR_RANGE["adam"] != LR_RANGE["sgd"]
 
 
 def test_cli_tune_end_to_end_then_run_with_the_config(tmp_path):

@@ -47,6 +47,11 @@ class OptimConfig:
         None, "clip the gradient norm before each step (None: never); clipped steps are counted per task", gt=0)
 
 
+LR_RANGE: dict[str, tuple] = {"sgd": ("log", 3e-4, 0.3), "adam": ("log", 3e-5, 0.03)}
+"""The learning-rate range ``cl_lab.tune`` searches, one per optimiser and the same for every method
+that trains with it: three decades around the usual values (SGD with momentum 0.9: 0.01; Adam: 1e-3)."""
+
+
 @dataclass
 class Cost:
     """Parameter and memory cost of a method after the tasks it has seen.
@@ -164,10 +169,11 @@ class Method(nn.Module):
     tuples and dicts of them. ``checkpoint_state()`` saves each one that is set (under ``"attributes"``,
     a key present only when a method names some, so other checkpoints keep their layout) and
     ``restore()`` sets them again, tensors on the device of the method's parameters."""
-    search_space: ClassVar[dict[str, tuple]] = {"lr": ("log", 1e-4, 1e-1)}
+    search_space: ClassVar[dict[str, tuple]] = {"lr": LR_RANGE["sgd"]}
     """What ``cl_lab.tune`` searches: ``Config`` field -> ``("log", low, high)``, ``("float", low, high)``,
     ``("int", low, high)`` or ``("choice", [v1, v2, ...])``. The learning-rate range is the same for every
-    method; a method adds its own strength and schedule next to its ``Config``."""
+    method with the same optimiser (``LR_RANGE``); a method adds its own strength and schedule next to
+    its ``Config``."""
 
     def __init__(self, backbone: Backbone, config: Any, stream: StreamInfo):
         super().__init__()

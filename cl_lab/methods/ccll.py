@@ -43,7 +43,7 @@ from torch import Tensor, nn
 
 from ..config import ConfigError, param
 from ._adapters import ConvAdapterMethod, TaskBatchNorm
-from .base import OptimConfig
+from .base import LR_RANGE, OptimConfig
 from .registry import register
 
 
@@ -99,6 +99,7 @@ class CCLL(ConvAdapterMethod):
 
     name = "ccll"
     Config = CCLLConfig
+    search_space = {**ConvAdapterMethod.search_space, "lr": LR_RANGE["adam"]}
     base_task = True
 
     def adapts(self, conv: nn.Conv2d) -> bool:

@@ -36,7 +36,7 @@ from torch import Tensor, nn
 from ..config import ConfigError, param
 from ..models.backbones import Backbone
 from ._adapters import AdaptedConv, ConvAdapterMethod, PerTask, dirac_depthwise
-from .base import OptimConfig, StreamInfo
+from .base import LR_RANGE, OptimConfig, StreamInfo
 from .registry import register
 
 
@@ -64,7 +64,7 @@ class CLR(ConvAdapterMethod):
 
     name = "clr"
     Config = CLRConfig
-    search_space = {**ConvAdapterMethod.search_space, "lr_step_fraction": ("float", 0.2, 1.0),
+    search_space = {**ConvAdapterMethod.search_space, "lr": LR_RANGE["adam"], "lr_step_fraction": ("float", 0.2, 1.0),
                     "lr_gamma": ("log", 0.01, 1.0)}
     adapter_key = "clr"
 

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from ..config import param
 from ._adapters import ConvAdapterMethod, PerTask
-from .base import OptimConfig
+from .base import LR_RANGE, OptimConfig
 from .registry import register
 
 
@@ -85,6 +85,7 @@ class RCM(ConvAdapterMethod):
 
     name = "rcm"
     Config = RCMConfig
+    search_space = {**ConvAdapterMethod.search_space, "lr": LR_RANGE["adam"]}
     base_task = False
 
     def adapts(self, conv: nn.Conv2d) -> bool:

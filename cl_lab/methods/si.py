@@ -28,7 +28,7 @@ from torch import Tensor
 
 from ..config import param
 from ..data.task import Task
-from .base import Cost, Method, OptimConfig
+from .base import LR_RANGE, Cost, Method, OptimConfig
 from .registry import register
 
 
@@ -47,7 +47,7 @@ class SI(Method):
 
     name = "si"
     Config = SIConfig
-    search_space = {**Method.search_space, "c": ("log", 0.01, 100.0)}
+    search_space = {**Method.search_space, "lr": LR_RANGE["adam"], "c": ("log", 0.01, 100.0)}
 
     def __init__(self, backbone, config, stream):
         super().__init__(backbone, config, stream)
