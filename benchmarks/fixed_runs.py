@@ -1,7 +1,8 @@
 """The accuracy matrices of a fixed set of runs, for checking that a refactoring changes no number.
 
 One run per method on the embedded ``synth-mini`` stream (seed 0, 1 epoch, one thread),
-plus CLR and SGD with per-task BN statistics. Each matrix is written exactly (``float.hex``)
+plus SGD with per-task BN statistics, EWC with clipping, and SGD, LwF and DER++ in the class
+(synth-mini) and domain (split-digits) scenarios. Each matrix is written exactly (``float.hex``)
 to a JSON file; ``--compare OLD.json`` reports every run whose matrix differs bit for bit.
 
     python benchmarks/fixed_runs.py --save benchmarks/results/fixed_runs.json
@@ -25,16 +26,22 @@ import torch  # noqa: E402
 from cl_lab.methods import method_names  # noqa: E402
 from cl_lab.train.runner import run  # noqa: E402
 
-EXTRA = {"sgd+per-task-bn": ("sgd", {"bn_stats": "per-task"}), "ewc+clip": ("ewc", {"max_grad_norm": 1.0})}
+EXTRA = {"sgd+per-task-bn": ("sgd", {"bn_stats": "per-task"}), "ewc+clip": ("ewc", {"max_grad_norm": 1.0}),
+         **{f"{m}+class": (m, {"scenario": "class"}) for m in ("sgd", "lwf", "derpp")},
+         **{f"{m}+domain": (m, {"scenario": "domain", "stream": "split-digits"}) for m in ("sgd", "lwf", "derpp")}}
+"""Beyond one run per method (in its first scenario): settings whose code paths the defaults miss."""
 
 
 def matrices(memory_format: str = "auto") -> dict[str, list[list[str]]]:
     torch.set_num_threads(1)
-    plan = {m: (m, {}) for m in method_names()} | EXTRA
+    from cl_lab.methods import get_method
+
+    plan = {m: (m, {"scenario": get_method(m).scenarios[0]}) for m in method_names()} | EXTRA
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         for key, (method, kw) in plan.items():
-            res = run(method, "synth-mini", epochs=1, seed=0, out=tmp, run_name=key, progress=False,
+            kw = dict(kw)
+            res = run(method, kw.pop("stream", "synth-mini"), epochs=1, seed=0, out=tmp, run_name=key, progress=False,
                       memory_format=memory_format, **kw)
             out[key] = [[float(v).hex() for v in row] for row in res.R]
             print(key, res.R[-1].round(4).tolist(), flush=True)

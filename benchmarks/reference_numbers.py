@@ -156,6 +156,12 @@ def _work(job: dict, out: str) -> dict:
             "extra_mb": float(c.extra_bytes.iloc[-1]) / 1e6, "seconds": time.perf_counter() - t0}
 
 
+def tuned(method: str) -> str:
+    """The tuning budget behind a method's defaults: its study's trials (``benchmarks/tune_defaults.py``)."""
+    f = ROOT / "benchmarks" / "results" / "tuning" / method / "best_config.json"
+    return f"{json.loads(f.read_text())['finished']} trials" if f.exists() else "not tuned"
+
+
 def _ms(values) -> str:
     import numpy as np
 
@@ -181,20 +187,21 @@ def tables(results: list[dict], seeds: list[int]) -> dict[str, str]:
         df["fwt"] = [float(np.mean(np.asarray(r.diag)[1:] - ind[r.seed][1:])) if r.seed in ind else float("nan")
                      for r in df.itertuples()] if "diag" in df else float("nan")
         rows = ["| synth-10, 10 tasks | avg accuracy | forgetting | FWT (vs independent) | stored per task, everything "
-                "(% of backbone) | of which parameters |", "|---|---|---|---|---|---|"]
-        for label, _, _ in MAIN:
+                "(% of backbone) | of which parameters | tuned |", "|---|---|---|---|---|---|---|"]
+        for label, method, _ in MAIN:
             g = df[df.label == label]
             if not len(g):
                 continue
             fwt = _ms(g.fwt) if g.fwt.notna().all() else "-"
             rows.append(f"| {label} | {_ms(g.avg_accuracy)} | {_ms(g.forgetting)} | {fwt} | "
-                        f"{g.stored_pct.mean():.2f}% | {g.params_pct.mean():.2f}% |")
+                        f"{g.stored_pct.mean():.2f}% | {g.params_pct.mean():.2f}% | {tuned(method)} |")
             if label == REFERENCES[-1][0]:
-                rows.append("| | | | | | |")
+                rows.append("| | | | | | | |")
         out["main"] = (f"{note}; FWT: accuracy on each task right after learning it minus the independent "
                        "network's, mean over tasks 2-10; stored per task: everything kept beyond the backbone "
                        "(parameters, buffers, Fisher and anchors, statistics, kept data) over the 10 tasks, per "
-                       "task:\n\n" + "\n".join(rows))
+                       "task; tuned: the equal-budget study behind the defaults (benchmarks/tune_defaults.py):\n\n"
+                       + "\n".join(rows))
     df = pd.DataFrame([r for r in results if r["table"] == "baselines"])
     if len(df):
         rows = ["| synth-10 tasks 1-5 | BN statistics | avg accuracy | BWT | forgetting | task 1 at the end | "

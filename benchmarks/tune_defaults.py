@@ -52,6 +52,7 @@ def _study(method: str, trials: int, k: int, out: str) -> dict:
     shutil.copy2(r.study_path, keep / "study.db")
     record = json.loads(r.config_file.read_text())
     record["study"] = f"benchmarks/results/tuning/{method}/study.db"
+    record.pop("run_dir", None)  # a temporary folder: the runs are not kept
     (keep / "best_config.json").write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
     df = r.trials()
     cols = ["number", "state", "value"] + [c for c in df.columns if c.startswith("params_")] + \

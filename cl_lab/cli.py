@@ -36,7 +36,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .train.runner import execute, prepare
 
     common: dict[str, Any] = {"out": args.out, "seed": args.seed, "progress": not args.no_progress}
-    for key in ("epochs", "batch_size", "device", "n_tasks", "pretrained", "run_name"):
+    for key in ("epochs", "batch_size", "device", "n_tasks", "pretrained", "run_name", "scenario"):
         value = getattr(args, key)
         if value is not None:
             common[key] = None if (key == "pretrained" and value.lower() == "none") else value
@@ -98,7 +98,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from .tune import TuneError, parse_space, tune
 
     fixed: dict[str, Any] = {"seed": args.seed, "progress": False}
-    for key in ("epochs", "batch_size", "device", "n_tasks", "pretrained"):
+    for key in ("epochs", "batch_size", "device", "n_tasks", "pretrained", "scenario"):
         value = getattr(args, key)
         if value is not None:
             fixed[key] = None if (key == "pretrained" and value.lower() == "none") else value
@@ -148,7 +148,7 @@ def cmd_methods(args: argparse.Namespace) -> int:
         cls = get_method(name)
         doc = (sys.modules[cls.__module__].__doc__ or "").strip().splitlines()[0]
         doc = (cls.__doc__ or doc).strip().splitlines()[0] if cls.reference else doc
-        print(f"{cls.name}{' (reference)' if cls.reference else ''}: {doc}")
+        print(f"{cls.name}{' (reference)' if cls.reference else ''} [{', '.join(cls.scenarios)}]: {doc}")
         if args.name:
             for row in describe(cls.Config):
                 allowed = f" [{row['allowed']}]" if row["allowed"] else ""
@@ -332,6 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--epochs", type=int, default=None, help=_runner("epochs"))
     r.add_argument("--batch-size", dest="batch_size", type=int, default=None, help=_runner("batch_size"))
     r.add_argument("--n-tasks", dest="n_tasks", type=int, default=None, help=_runner("n_tasks"))
+    r.add_argument("--scenario", default=None, help=_runner("scenario"))
     r.add_argument("--device", default=None, help=_runner("device"))
     r.add_argument("--seed", type=_seed, default=0)
     r.add_argument("--seeds", type=_seed, nargs="+", default=None,
@@ -370,6 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
     tu.add_argument("--epochs", type=int, default=None, help=_runner("epochs"))
     tu.add_argument("--batch-size", dest="batch_size", type=int, default=None, help=_runner("batch_size"))
     tu.add_argument("--n-tasks", dest="n_tasks", type=int, default=None, help=_runner("n_tasks"))
+    tu.add_argument("--scenario", default=None, help=_runner("scenario"))
     tu.add_argument("--device", default=None, help=_runner("device"))
     tu.add_argument("--seed", type=_seed, default=0, help="the runs' seed")
     tu.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="fixed method or runner parameters")

@@ -201,8 +201,8 @@ def check_progress(d: Path, tables: dict[str, Any], summary: dict[str, Any]) -> 
     return n
 
 
-VARIANT_KEYS = ("tasks", "backbone", "backbone_sha256", "pretrained", "weights_sha256", "first_task_epochs", "first_task_lr",
-                "epochs", "batch_size", "bn_stats", "eval_split", "memory_format", "stream_seed", "stream_hash")
+VARIANT_KEYS = ("scenario", "tasks", "backbone", "backbone_sha256", "pretrained", "weights_sha256", "first_task_epochs",
+                "first_task_lr", "epochs", "batch_size", "bn_stats", "eval_split", "memory_format", "stream_seed", "stream_hash")
 """Settings that make two runs of one method different configurations (the seed does not): the
 weights a run started from (by name and by content), the stream's content, the layout, ..."""
 
@@ -216,6 +216,7 @@ def _variant(cfg: dict[str, Any]) -> dict[str, str]:
     # runs from before these settings existed: today's default layout, a built-in backbone has no digest
     flat.setdefault("memory_format", "auto")
     flat.setdefault("backbone_sha256", None)
+    flat.setdefault("scenario", "task")
     out = {}
     for k in VARIANT_KEYS:
         if k in flat:
@@ -281,6 +282,7 @@ def _load(root: str | Path, filename: str):
         df.insert(4, "backbone", cfg["backbone"])
         df.insert(5, "status", summary.get("status", "unknown"))
         df.insert(6, "threads", str(cfg.get("threads", "unknown")))
+        df.insert(7, "scenario", cfg.get("scenario", "task"))  # runs from before scenarios existed: task-IL
         if "task" in df and isinstance(cfg["stream"], dict):  # each task's class count (chance = 1 / classes)
             classes = [t.get("classes") for t in cfg["stream"].get("tasks", [])]
             df["classes"] = [classes[t] if 0 <= t < len(classes) else None for t in df.task.astype(int)]
@@ -337,7 +339,7 @@ def run_table(root: str | Path):
         per = c.groupby("run").agg(**{k: v for k, v in agg.items() if v[0] in c.columns})
         last = last.merge(per, left_on="run", right_index=True, how="left")
     last["fwt"] = last.run.map(_forward_transfer(root, m))
-    cols = ["stream", "config", "method", "seed", "tasks", "status", "threads", "avg_accuracy", "bwt", "forgetting",
+    cols = ["stream", "scenario", "config", "method", "seed", "tasks", "status", "threads", "avg_accuracy", "bwt", "forgetting",
             "fwt", "first_task_accuracy", "stored_per_task_pct", "params_per_task_pct", "extra_bytes", "train_seconds",
             "run"]
     out = last[[k for k in cols if k in last.columns]]
@@ -362,7 +364,7 @@ def _forward_transfer(root: str | Path, m) -> dict[str, float]:
             stream = cfg["stream"]
             key[d.name] = (stream.get("hash") if isinstance(stream, dict) else stream, cfg["seed"], cfg.get("epochs"),
                            cfg.get("batch_size"), cfg.get("backbone"), cfg.get("pretrained"),
-                           cfg.get("weights_sha256"))
+                           cfg.get("weights_sha256"), cfg.get("scenario", "task"))
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             continue
     diag = {run: g.sort_values("after_task").current_task_accuracy.to_numpy() for run, g in m.groupby("run")
@@ -390,7 +392,8 @@ def seed_table(runs):
     metrics_cols = [k for k in ("avg_accuracy", "forgetting", "bwt", "fwt", "stored_per_task_pct", "params_per_task_pct",
                                 "extra_bytes")
                     if k in done.columns]
-    out = done.groupby(["stream", "config", "tasks"])[metrics_cols].agg(["mean", "std", "count"])
+    keys = ["stream", "scenario", "config", "tasks"] if "scenario" in done.columns else ["stream", "config", "tasks"]
+    out = done.groupby(keys)[metrics_cols].agg(["mean", "std", "count"])
     out.columns = [f"{a}_{b}" for a, b in out.columns]
     return out.reset_index()
 

@@ -6,6 +6,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -14,6 +15,7 @@ from .._io import read_verified, write_verified
 from .._paths import CACHE_ENV, cache_dir
 from ..registry import Registry
 from . import synth
+from .incremental import permuted, plain_digits_task, rotated, split_by_classes, split_task_name
 from .packaged import (
     DIGIT_CLASSES,
     GLYPH_CLASSES,
@@ -205,6 +207,47 @@ def build_synth_source_v2(seed: int) -> TaskStream:
         "synth-source@2", [_task(n, seed, sizes) for n in SYNTH_SOURCE],
         {"seed": seed, "kind": "embedded", "version": 2}
     )
+
+
+ROTATIONS = (0, 45, 90, 135, 180)
+"""The angles of ``rotated-digits``' five tasks, in degrees."""
+
+
+def _embedded(stream: TaskStream, seed: int) -> TaskStream:
+    """A built stream marked as the embedded stream of ``seed`` (what its cache entry is checked against)."""
+    stream.meta.update({"seed": seed, "kind": "embedded"})
+    return stream
+
+
+def _split_names(stream: str, classes: Sequence[str], k: int) -> tuple[str, ...]:
+    return tuple(split_task_name(stream, classes[i:i + k], i // k) for i in range(0, len(classes), k))
+
+
+@register_stream("split-digits", tasks=_split_names("split-digits", DIGIT_CLASSES, 2), scenario="class")
+def build_split_digits(seed: int) -> TaskStream:
+    """scikit-learn's real digits (white on black, ``incremental.plain_digits_task``), 5 tasks of 2
+    classes in the natural order: Split-MNIST's layout, offline and in seconds."""
+    return _embedded(split_by_classes(plain_digits_task(seed), 2, name="split-digits"), seed)
+
+
+@register_stream("permuted-digits", tasks=tuple(f"permuted-digits-{i}" for i in range(1, 6)), scenario="domain")
+def build_permuted_digits(seed: int) -> TaskStream:
+    """The 10 digits, 5 tasks: the original images, then 4 fixed pixel permutations (domain-incremental)."""
+    return _embedded(permuted(plain_digits_task(seed), 5, seed=seed, name="permuted-digits"), seed)
+
+
+@register_stream("rotated-digits", tasks=tuple(f"rotated-digits-{a}" for a in ROTATIONS), scenario="domain")
+def build_rotated_digits(seed: int) -> TaskStream:
+    """The 10 digits, 5 tasks: rotated by 0, 45, 90, 135 and 180 degrees (domain-incremental)."""
+    return _embedded(rotated(plain_digits_task(seed), ROTATIONS, name="rotated-digits"), seed)
+
+
+@register_stream("split-glyphs", tasks=_split_names("split-glyphs", GLYPH_CLASSES, 4), scenario="class")
+def build_split_glyphs(seed: int) -> TaskStream:
+    """synth-10's glyphs task (20 letters in 8 real fonts, version 3's colour nuisance), 5 tasks of
+    4 letters in alphabetical order: a class-incremental split of an embedded task."""
+    glyphs = _task("glyphs", seed, Sizes(val_total=300, test_total=1000, at_least=True), recoloured=True)
+    return _embedded(split_by_classes(glyphs, 4, name="split-glyphs"), seed)
 
 
 def stream_names() -> list[str]:

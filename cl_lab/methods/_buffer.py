@@ -83,6 +83,18 @@ class ReservoirBuffer:
                                                              state["logits"])
 
 
+def as_float(x: Tensor) -> Tensor:
+    """Stored images as float in [0, 1] (uint8 images are divided by 255)."""
+    return x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
+
+
+def batch_like(stored: Tensor, x: Tensor) -> Tensor:
+    """Stored images as a batch to concatenate with ``x``: on its device, float in [0, 1], in its
+    memory layout (channels-last when ``x`` is)."""
+    fmt = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+    return as_float(stored.to(x.device)).contiguous(memory_format=fmt)
+
+
 def per_task_loss(method, x: Tensor, task: Tensor, fn) -> Tensor:
     """Mean over examples of ``fn(logits, index)`` with each example scored on its own task's head."""
     feats = method.backbone(x)
@@ -108,6 +120,11 @@ class ReplayMethod(Method):
         super().__init__(backbone, config, stream)
         self.buffer = ReservoirBuffer(config.buffer_size,
                                       logit_width=max(stream.num_classes) if self.stores_logits else 0)
+
+    def set_scenario(self, scenario: str) -> None:
+        super().set_scenario(scenario)
+        if self.stores_logits and scenario == "class":  # logits over every class of the stream
+            self.buffer = ReservoirBuffer(self.cfg.buffer_size, logit_width=sum(self.stream.num_classes))
 
     def remember(self, x: Tensor, y: Tensor, task_id: int, logits: Tensor | None = None) -> None:
         self._pending = (x, y, task_id, logits)

@@ -31,8 +31,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config import param
+from ..data.incremental import SCENARIOS
 from ..data.task import Task
-from ..models.backbones import Backbone, MultiHead, count_params, freeze
+from ..models.backbones import HEADS, Backbone, MultiHead, count_params, freeze
 
 
 @dataclass
@@ -164,6 +165,11 @@ class Method(nn.Module):
     reference: ClassVar[bool] = False
     """True for the reference rows a method table is read against (``feature-extraction``,
     ``independent``, ``joint``: ``cl_lab.methods.reference``), not methods of their own."""
+    scenarios: ClassVar[tuple[str, ...]] = ("task",)
+    """The scenarios the method runs in (``cl_lab.data.incremental.SCENARIOS``): ``"task"`` only for a
+    method that needs the task id at test (a head, mask, adapter or statistics per task); methods
+    whose predictions need no task id add ``"domain"`` and ``"class"`` (their head is then the
+    scenario's: ``set_scenario``)."""
     state_attributes: ClassVar[tuple[str, ...]] = ()
     """Plain attributes that are part of the method's state: tensors, numbers, strings, None and lists,
     tuples and dicts of them. ``checkpoint_state()`` saves each one that is set (under ``"attributes"``,
@@ -185,6 +191,7 @@ class Method(nn.Module):
         self.optimizer: torch.optim.Optimizer | None = None
         self.plan: TrainPlan | None = None
         self.bn_stats = "shared"
+        self.scenario = "task"
         self.bn_store = nn.Module()
         self._steps = self._clipped = 0
 
@@ -198,6 +205,27 @@ class Method(nn.Module):
         if self.task_classes:
             raise RuntimeError("set_bn_stats must be called before the first task")
         self.bn_stats = mode
+
+    def set_scenario(self, scenario: str) -> None:
+        """``"task"`` (the default), ``"domain"`` or ``"class"``; set before any task is added. The
+        heads become the scenario's (``models.backbones.HEADS``): one shared head (domain) or one head
+        growing by each task's classes (class), both used without a task id."""
+        if scenario not in SCENARIOS:
+            raise ValueError(f"scenario={scenario!r} is not allowed; use one of {list(SCENARIOS)}")
+        if scenario not in self.scenarios:
+            raise ValueError(scenario_error(self.name, scenario, self.scenarios))
+        if self.task_classes:
+            raise RuntimeError("set_scenario must be called before the first task")
+        self.scenario = scenario
+        if scenario != "task":
+            self.heads = HEADS[scenario](self.heads.in_dim)
+
+    def logit_width(self, task_id: int) -> int:
+        """How many outputs the head gave for task ``task_id``'s images when that task was trained:
+        its own classes (task, domain) or every class seen up to it (class)."""
+        if self.scenario == "class":
+            return sum(self.task_classes[: task_id + 1])
+        return self.task_classes[task_id]
 
     def set_plan(self, plan: TrainPlan) -> None:
         """Told by the runner before ``begin_task``: how many epochs and steps the task gets."""
@@ -296,8 +324,11 @@ class Method(nn.Module):
         return self.heads(self.backbone(x), task_id)
 
     @torch.no_grad()
-    def predict(self, x: Tensor, task_id: int) -> Tensor:
-        """Logits for task ``task_id`` (task identity given at test time)."""
+    def predict(self, x: Tensor, task_id: int | None) -> Tensor:
+        """Logits for task ``task_id`` (task identity given at test time); ``None`` in the domain and
+        class scenarios, where no task id is given: the scenario's head answers alone."""
+        if task_id is None:
+            return self(x, None)
         with self.task_bn_stats(task_id):
             return self(x, task_id)
 
@@ -311,7 +342,7 @@ class Method(nn.Module):
         return torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
 
     def head_params(self, task_id: int) -> int:
-        return count_params(self.heads.heads[str(task_id)])
+        return self.heads.params_of(task_id)
 
     def cost(self) -> Cost:
         return Cost(
@@ -347,6 +378,16 @@ class Method(nn.Module):
             device = first.device if first is not None else torch.device("cpu")
             for k, v in state["attributes"].items():
                 setattr(self, k, _to_device(v, device))
+
+
+def scenario_error(method: str, scenario: str, allowed: Sequence[str]) -> str:
+    """The one-line refusal of a method outside its scenarios."""
+    from .registry import get_method, method_names
+
+    able = [n for n in method_names() if scenario in get_method(n).scenarios]
+    why = " (it needs the task id at test)" if tuple(allowed) == ("task",) else ""
+    return (f"method {method!r} does not run in scenario {scenario!r}{why}; it runs in {list(allowed)}. Methods for "
+            f"{scenario!r}: {able}")
 
 
 class IsolatedMethod(Method):

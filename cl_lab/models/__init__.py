@@ -2,9 +2,12 @@
 
 from .backbones import (
     BACKBONES,
+    HEADS,
     Backbone,
     CifarResNet,
+    GrowingHead,
     MultiHead,
+    SharedHead,
     as_backbone,
     build_backbone,
     cifar_resnet,
@@ -17,7 +20,10 @@ __all__ = [
     "BACKBONES",
     "Backbone",
     "CifarResNet",
+    "GrowingHead",
+    "HEADS",
     "MultiHead",
+    "SharedHead",
     "WeightsError",
     "as_backbone",
     "build_backbone",

@@ -237,7 +237,10 @@ def count_params(module: nn.Module, trainable_only: bool = False) -> int:
 
 
 class MultiHead(nn.Module):
-    """One linear classifier per task, created on demand (``heads[str(task_id)]``)."""
+    """Task-incremental heads: one linear classifier per task, created on demand
+    (``heads[str(task_id)]``); the task id picks the head."""
+
+    scenario = "task"
 
     def __init__(self, in_dim: int):
         super().__init__()
@@ -252,3 +255,51 @@ class MultiHead(nn.Module):
 
     def forward(self, feats: Tensor, task_id: int) -> Tensor:
         return self.heads[str(task_id)](feats)
+
+    def params_of(self, task_id: int) -> int:
+        """Parameters added for task ``task_id``."""
+        return count_params(self.heads[str(task_id)])
+
+    def new_head(self, task_id: int) -> nn.Linear | None:
+        """The classifier added for task ``task_id`` (None when the task added none)."""
+        return self.heads[str(task_id)]  # type: ignore[return-value]
+
+
+class GrowingHead(MultiHead):
+    """Class-incremental head: one classifier over every class seen so far, grown by each task's
+    classes (kept as one linear piece per task, whose outputs are concatenated in task order:
+    the same function as one growing linear layer). The task id is not used."""
+
+    scenario = "class"
+
+    def forward(self, feats: Tensor, task_id: int | None = None) -> Tensor:
+        return torch.cat([h(feats) for h in self.heads.values()], 1)
+
+
+class SharedHead(MultiHead):
+    """Domain-incremental head: one classifier for every task (``heads['0']``, made by the first
+    task), over a label space all tasks share. The task id is not used."""
+
+    scenario = "domain"
+
+    def add(self, task_id: int, num_classes: int) -> nn.Linear:
+        if "0" in self.heads:
+            width = self.heads["0"].out_features
+            if width != num_classes:
+                raise ValueError(f"the domain scenario shares one head of {width} classes; task {task_id + 1} has "
+                                 f"{num_classes}")
+            return self.heads["0"]  # type: ignore[return-value]
+        return super().add(0, num_classes)
+
+    def forward(self, feats: Tensor, task_id: int | None = None) -> Tensor:
+        return self.heads["0"](feats)
+
+    def params_of(self, task_id: int) -> int:
+        return count_params(self.heads["0"]) if task_id == 0 else 0
+
+    def new_head(self, task_id: int) -> nn.Linear | None:
+        return self.heads["0"] if task_id == 0 else None  # type: ignore[return-value]
+
+
+HEADS = {"task": MultiHead, "domain": SharedHead, "class": GrowingHead}
+"""The head of each scenario (``cl_lab.data.incremental.SCENARIOS``)."""

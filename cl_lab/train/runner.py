@@ -19,10 +19,11 @@ from torch import nn
 
 from .. import __version__, results
 from ..config import ConfigError, build, param
+from ..data.incremental import for_scenario, scenario_problem
 from ..data.streams import STREAMS, embedded_task_names, load_stream
 from ..data.task import Task, TaskStream
 from ..methods import Method, StreamInfo, get_method
-from ..methods.base import TrainPlan, fit_on_task
+from ..methods.base import TrainPlan, fit_on_task, scenario_error
 from ..models.backbones import BACKBONES, Backbone, build_backbone, module_digest
 from ..models.weights import checkpoint_key, default_checkpoint, load_weights, recorded_name, shipped_checkpoints, shipped_names
 from ..rundir import MAX_SEED, RunDir, check_out_dir, check_run_name, default_name, identity
@@ -89,6 +90,9 @@ class RunConfig:
     memory_format: Literal["auto", "channels_last", "contiguous"] = param(
         "auto", "layout of images and conv weights: 'auto' is channels-last (1.15-1.3x faster training of ResNet-8 on "
         "the 2-core CPUs measured, and what tensor cores want on GPU); 'contiguous' is PyTorch's default NCHW")
+    scenario: Literal["task", "domain", "class"] = param(
+        "task", "'task': a head per task, the task id given at test; 'domain': one shared head, no task id at test "
+        "(tasks must have equal class counts); 'class': one head over every class seen so far, no task id at test")
     bn_stats: Literal["shared", "per-task"] = param(
         "shared", "BatchNorm running statistics of a trained shared backbone: one set (papers) or stored per task")
     eval_split: Literal["test", "val"] = param(
@@ -187,19 +191,21 @@ def _stream_record(stream: TaskStream) -> dict[str, Any]:
 
 
 COMPARED = ("method", "method_config", "backbone", "pretrained", "weights_sha256", "first_task_epochs", "first_task_lr",
-            "epochs", "batch_size", "seed", "stream", "bn_stats", "eval_split", "memory_format", "backbone_sha256")
+            "epochs", "batch_size", "seed", "stream", "bn_stats", "eval_split", "memory_format", "backbone_sha256",
+            "scenario")
 """The settings a run directory is tied to: resuming with any of them changed is refused."""
-IDENTITY_DEFAULTS = {"memory_format": "auto", "backbone_sha256": None}
+IDENTITY_DEFAULTS = {"memory_format": "auto", "backbone_sha256": None, "scenario": "task"}
 """Identity settings added after runs existed: at these values they leave a run's name and checkpoint
 hash as before (a built-in backbone by name has no digest; its start is fixed by the seed)."""
 
 
 @torch.inference_mode()
-def evaluate(method: Method, task: Task, task_id: int, device: torch.device, batch_size: int = 512,
+def evaluate(method: Method, task: Task, task_id: int | None, device: torch.device, batch_size: int = 512,
              split: str = "test", amp: bool = False,
              memory_format: torch.memory_format = torch.contiguous_format) -> float:
-    """Accuracy of ``method`` on one split of ``task`` with the task id given (inference mode;
-    one host synchronisation per call, not per batch)."""
+    """Accuracy of ``method`` on one split of ``task`` with the task id given (``None`` in the domain
+    and class scenarios: no task id at test) (inference mode; one host synchronisation per call,
+    not per batch)."""
     method.eval()
     s = task.split(split)
     x_all = s.float_images().to(device).contiguous(memory_format=memory_format)
@@ -212,7 +218,8 @@ def evaluate(method: Method, task: Task, task_id: int, device: torch.device, bat
     return int(correct) / len(s)
 
 
-def _macs_per_image(method: Method, x: torch.Tensor, y: torch.Tensor, task_id: int, amp: bool) -> tuple[float, float]:
+def _macs_per_image(method: Method, x: torch.Tensor, y: torch.Tensor, task_id: int, test_id: int | None,
+                    amp: bool) -> tuple[float, float]:
     """Training (one observe step) and inference MACs per image, counted on a throwaway copy."""
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -224,7 +231,7 @@ def _macs_per_image(method: Method, x: torch.Tensor, y: torch.Tensor, task_id: i
         train = fc.get_total_flops() / 2 / len(x)
         probe.eval()
         with FlopCounterMode(display=False) as fc, torch.no_grad():
-            probe.predict(x, task_id)
+            probe.predict(x, test_id)
         infer = fc.get_total_flops() / 2 / len(x)
     del probe
     return train, infer
@@ -346,6 +353,11 @@ def prepare(method: str = "sgd", stream: str | TaskStream = "synth-10", *, backb
         run_kw["backbone"] = type(user_module).__name__
     cfg: RunConfig = build(RunConfig, run_kw, "run")
     mcfg = build(method_cls.Config, method_kw, method_cls.name)
+    if cfg.scenario not in method_cls.scenarios:
+        raise ConfigError(f"run: {scenario_error(method_cls.name, cfg.scenario, method_cls.scenarios)}")
+    if cfg.scenario != "task" and cfg.bn_stats == "per-task":
+        raise ConfigError(f"run: bn_stats='per-task' picks statistics by the task id, which scenario {cfg.scenario!r} "
+                          "does not give at test; use bn_stats='shared' or scenario='task'")
     if isinstance(stream, str):
         STREAMS.canonical(stream)  # an unknown name: the registry's one-line error, with the closest name
         known = embedded_task_names(stream)
@@ -380,6 +392,10 @@ def execute(plan: RunPlan) -> RunResult:
         if cfg.n_tasks > len(ts):
             raise ConfigError(f"run: n_tasks={cfg.n_tasks} but stream {ts.name!r} has only {len(ts)} tasks")
         ts = ts.subset(cfg.n_tasks)
+    problem = scenario_problem(ts, cfg.scenario)
+    if problem:
+        raise ConfigError(f"run: {problem}")
+    ts = for_scenario(ts, cfg.scenario)
     if cfg.eval_split == "val":
         missing = [t.name for t in ts if t.val is None or len(t.val) == 0]
         if missing:
@@ -448,6 +464,7 @@ def _train_stream(rd: RunDir, ts: TaskStream, method_cls: type[Method], mcfg: An
     fmt = resolve_memory_format(cfg.memory_format)
     learner: Method = method_cls(bb, mcfg, info).to(device, memory_format=fmt)
     try:
+        learner.set_scenario(cfg.scenario)
         learner.set_bn_stats(cfg.bn_stats)
     except ValueError as e:
         raise ConfigError(f"run: {e}") from None
@@ -473,13 +490,14 @@ def _train_stream(rd: RunDir, ts: TaskStream, method_cls: type[Method], mcfg: An
         probe_n = min(cfg.batch_size, len(task.train))
         xb = task.train.float_images()[:probe_n].to(device).contiguous(memory_format=fmt)
         yb = task.train.labels()[:probe_n].to(device)
-        train_macs, infer_macs = _macs_per_image(learner, xb, yb, i, cfg.amp)
+        given = cfg.scenario == "task"  # the task id at test: task-IL only
+        train_macs, infer_macs = _macs_per_image(learner, xb, yb, i, i if given else None, cfg.amp)
         log = train_task(learner, task, i, cfg, device, gen)
         learner.end_task(i, task)
         t0 = time.perf_counter()
         for j in range(i + 1):
-            R[i, j] = evaluate(learner, ts[j], j, device, cfg.eval_batch_size, split=cfg.eval_split, amp=cfg.amp,
-                               memory_format=fmt)
+            R[i, j] = evaluate(learner, ts[j], j if given else None, device, cfg.eval_batch_size,
+                               split=cfg.eval_split, amp=cfg.amp, memory_format=fmt)
         eval_seconds = time.perf_counter() - t0
         c = learner.cost()
         costs.append({
