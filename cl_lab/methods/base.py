@@ -220,6 +220,11 @@ class Method(nn.Module):
         if scenario != "task":
             self.heads = HEADS[scenario](self.heads.in_dim)
 
+    def test_id(self, task_id: int) -> int | None:
+        """What ``predict`` is told at test about task ``task_id``'s images: the id in the task
+        scenario, nothing (None) in the domain and class scenarios."""
+        return task_id if self.scenario == "task" else None
+
     def logit_width(self, task_id: int) -> int:
         """How many outputs the head gave for task ``task_id``'s images when that task was trained:
         its own classes (task, domain) or every class seen up to it (class)."""

@@ -7,7 +7,8 @@
 later is covered without a line of test code. The promises:
 
 - **builds**: the method's ``Config`` has a default for every field; built from them, the
-  method trains (finite losses) and predicts finite logits as wide as the task.
+  method trains (finite losses) and predicts finite logits as wide as the task (in the class
+  scenario: as every class seen). Each method is checked in the first scenario it runs in.
 - **cost**: ``cost()`` agrees with what the method holds. One ``task_params`` entry per task
   seen. ``backbone_params`` does not grow with the tasks and is the shared backbone's parameter
   count (the backbone the method was given, the one it holds now, or everything it held before
@@ -57,6 +58,7 @@ import torch
 from torch import Tensor, nn
 
 from ..config import ConfigError, build
+from ..data.incremental import for_scenario
 from ..data.streams import load_stream
 from ..data.task import Split, Task, TaskStream
 from ..methods import Cost, Method, StreamInfo, get_method
@@ -106,12 +108,15 @@ def make_backbone(backbone: BackboneSpec, ts: TaskStream, seed: int = 0) -> Back
 
 
 def make_method(name: str, ts: TaskStream, backbone: BackboneSpec = narrow_resnet8, seed: int = 0,
-                **config: Any) -> Method:
+                scenario: str | None = None, **config: Any) -> Method:
     """Method ``name`` built as the runner builds it: ``build(Config, config, name)`` (defaults for
-    everything not given), a fresh randomly initialised backbone, the stream's class counts."""
+    everything not given), a fresh randomly initialised backbone, the stream's class counts, in
+    ``scenario`` (default: the first the method runs in)."""
     cls = get_method(name)
     cfg = build(cls.Config, config, name)
-    return cls(make_backbone(backbone, ts, seed), cfg, stream_info(ts))
+    method = cls(make_backbone(backbone, ts, seed), cfg, stream_info(ts))
+    method.set_scenario(scenario or cls.scenarios[0])
+    return method
 
 
 def train_tiny_task(method: Method, task: Task, task_id: int, epochs: int = 2, batch: int = 8,
@@ -269,14 +274,14 @@ def _eval_problems(method: Method, ts: TaskStream, upto: int) -> list[str]:
     for t in range(upto + 1):
         x = ts[t].test.float_images()[:8]
         before = copy.deepcopy(method.state_dict())
-        a = method.predict(x, t)
-        b = method.predict(x, t)
+        a = method.predict(x, method.test_id(t))
+        b = method.predict(x, method.test_id(t))
         d = first_difference(before, method.state_dict())
         if d:
             problems.append(f"predict on task {t} changed the method's state ({d})")
         if not torch.equal(a, b):
             problems.append(f"two predict calls on task {t} in eval mode give different logits")
-        part = method.predict(x[:3], t)
+        part = method.predict(x[:3], method.test_id(t))
         if not torch.allclose(part, a[:3], rtol=1e-4, atol=1e-5):
             problems.append(f"in eval mode an example's logits on task {t} depend on the rest of its batch "
                             f"(largest change {float((part - a[:3]).abs().max()):.3g})")
@@ -309,7 +314,7 @@ def _restore_problems(a: Method, make: Callable[[], Method], ts: TaskStream) -> 
     b.eval()
     for t in range(len(a.task_classes)):
         x = ts[t].test.float_images()
-        if not torch.equal(a.predict(x, t), b.predict(x, t)):
+        if not torch.equal(a.predict(x, a.test_id(t)), b.predict(x, b.test_id(t))):
             return [f"the restored method predicts task {t} differently"], b
     return [], b
 
@@ -347,7 +352,7 @@ class _TaskObserver:
 
 
 def walk(name: str, stream: str | TaskStream = "synth-mini", backbone: BackboneSpec = narrow_resnet8,
-         n_tasks: int = 3, **config: Any) -> Walk:
+         n_tasks: int = 3, scenario: str | None = None, **config: Any) -> Walk:
     """Build ``name`` from its Config defaults (plus ``config``) and train it over the first ``n_tasks``
     tasks of ``tiny_stream(stream)``, observing every promise but resume on the way:
 
@@ -358,9 +363,13 @@ def walk(name: str, stream: str | TaskStream = "synth-mini", backbone: BackboneS
       change state, differ between calls or depend on the batch (after every task, on every task seen);
     - ``Walk.problems["restore"]``: after the second task the checkpoint state is restored into a fresh
       method (another seed), compared, and both train on the third task and must predict alike.
+
+    ``scenario``: the method's first by default (``Method.scenarios``); the stream then carries that
+    scenario's labels and predictions are made with that scenario's task id (``Method.test_id``).
     """
-    ts = tiny_stream(stream)
     cls = get_method(name)
+    scenario = scenario or cls.scenarios[0]
+    ts = for_scenario(tiny_stream(stream), scenario)
     try:
         cfg = build(cls.Config, config, name)
     except (ConfigError, TypeError) as e:
@@ -368,6 +377,7 @@ def walk(name: str, stream: str | TaskStream = "synth-mini", backbone: BackboneS
     bb = make_backbone(backbone, ts)
     given = sum(p.numel() for p in bb.parameters())
     method = cls(bb, cfg, stream_info(ts))
+    method.set_scenario(scenario)
     w = Walk(name, given, sum(p.numel() for p in method.parameters()), module_bytes(method))
     twin: Method | None = None
     for t in range(min(n_tasks, len(ts))):
@@ -382,22 +392,23 @@ def walk(name: str, stream: str | TaskStream = "synth-mini", backbone: BackboneS
             optimised=sum(p.numel() for p in seen.optimised.values())))
         if t == 1:  # between tasks, before predicting (a cache that predict fills is no state)
             w.problems["restore"], twin = _restore_problems(
-                method, lambda: make_method(name, ts, backbone, seed=1, **config), ts)
+                method, lambda: make_method(name, ts, backbone, seed=1, scenario=scenario, **config), ts)
             twin = None if w.problems["restore"] else twin
         if t == 2 and twin is not None:
             train_tiny_task(twin, ts[t], t)
         x = ts[t].test.float_images()
         method.eval()
-        logits = method.predict(x, t)
-        if tuple(logits.shape) != (len(x), ts[t].num_classes) or not bool(torch.isfinite(logits).all()):
+        logits = method.predict(x, method.test_id(t))
+        width = sum(ts[j].num_classes for j in range(t + 1)) if scenario == "class" else ts[t].num_classes
+        if tuple(logits.shape) != (len(x), width) or not bool(torch.isfinite(logits).all()):
             w.problems["builds"].append(f"predict on task {t} gives logits of shape {tuple(logits.shape)} (expected "
-                                        f"{(len(x), ts[t].num_classes)}), finite: {bool(torch.isfinite(logits).all())}")
+                                        f"{(len(x), width)}), finite: {bool(torch.isfinite(logits).all())}")
         w.problems["modes"].extend(_eval_problems(method, ts, t))
         if t == 2 and twin is not None:
             twin.eval()
             for j in range(3):
                 x = ts[j].test.float_images()
-                if not torch.equal(method.predict(x, j), twin.predict(x, j)):
+                if not torch.equal(method.predict(x, method.test_id(j)), twin.predict(x, twin.test_id(j))):
                     w.problems["restore"].append(
                         f"trained on task 2 after the restore, it predicts task {j} differently from the method it "
                         "was restored from (state that steers training is missing from the checkpoint)")
@@ -554,7 +565,8 @@ def record_run(name: str, out: str | Path, after: Sequence[int] = (1, 2), stream
     ``after``. ``backbone``: a name, or a function building the module (built once, seeded; the runner
     copies it for every run)."""
     out = Path(out).resolve()
-    kwargs = {"epochs": 1, "pretrained": None, "progress": False, **run_kwargs}
+    kwargs = {"epochs": 1, "pretrained": None, "progress": False, "scenario": get_method(name).scenarios[0],
+              **run_kwargs}
     if not isinstance(backbone, str):
         runner.seed_everything(0)
         kwargs["backbone"] = backbone()
@@ -610,12 +622,15 @@ def check_resume(name: str, out: str | Path, after: Sequence[int] = (1, 2), stre
 
 # ---------------------------------------------------------------------------------------------- all
 def check_method(name: str, out: str | Path | None = None, stream: str | TaskStream = "synth-mini",
-                 backbone: BackboneSpec = narrow_resnet8, **run_kwargs: Any) -> None:
+                 backbone: BackboneSpec = narrow_resnet8, scenario: str | None = None, **run_kwargs: Any) -> None:
     """Every promise of the method contract for registered method ``name``; raises ``ContractError``.
 
     The resume check's run directories go under ``out`` (a temporary directory when None); ``run_kwargs``
-    are passed to ``cl_lab.run`` (runner settings or the method's hyperparameters)."""
-    w = walk(name, stream, backbone)
+    are passed to ``cl_lab.run`` (runner settings or the method's hyperparameters). ``scenario``: the
+    method's first by default."""
+    scenario = scenario or get_method(name).scenarios[0]
+    run_kwargs["scenario"] = scenario
+    w = walk(name, stream, backbone, scenario=scenario)
     check_builds(w)
     check_cost_records(w)
     check_modes(w)
