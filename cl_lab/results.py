@@ -49,9 +49,10 @@ def summary_record(R: np.ndarray, n_tasks: int, costs: list[dict[str, Any]]) -> 
 
 
 def write_progress(rd: Any, R: np.ndarray, task_names: Sequence[str], costs: list[dict[str, Any]],
-                   n_tasks: int) -> None:
-    """Write accuracy, metrics, costs and summary for the ``len(R)`` tasks trained so far, each
-    atomically through the run's ``RunDir`` (``summary.json`` last: it says how far the others go)."""
+                   n_tasks: int, steps: list[dict[str, Any]] | None = None) -> None:
+    """Write accuracy, metrics, costs, the step-resolution evaluations (``steps.csv``, when the run
+    makes them: ``eval_every``) and summary for the ``len(R)`` tasks trained so far, each atomically
+    through the run's ``RunDir`` (``summary.json`` last: it says how far the others go)."""
     from . import metrics
 
     rd.write_text("accuracy.csv", _csv(accuracy_rows(R, task_names)))
@@ -60,6 +61,8 @@ def write_progress(rd: Any, R: np.ndarray, task_names: Sequence[str], costs: lis
         row["after_task_name"] = task_names[row["after_task"]]
     rd.write_text("metrics.csv", _csv(table))
     rd.write_text("costs.csv", _csv(costs))
+    if steps:
+        rd.write_text("steps.csv", _csv(steps))
     rd.write_json("summary.json", summary_record(R, n_tasks, costs))
 
 
@@ -283,9 +286,10 @@ def _load(root: str | Path, filename: str):
         df.insert(5, "status", summary.get("status", "unknown"))
         df.insert(6, "threads", str(cfg.get("threads", "unknown")))
         df.insert(7, "scenario", cfg.get("scenario", "task"))  # runs from before scenarios existed: task-IL
-        if "task" in df and isinstance(cfg["stream"], dict):  # each task's class count (chance = 1 / classes)
+        col = "eval_task" if "eval_task" in df else "task"  # the task a row's accuracy is measured on
+        if col in df and isinstance(cfg["stream"], dict):  # each task's class count (chance = 1 / classes)
             classes = [t.get("classes") for t in cfg["stream"].get("tasks", [])]
-            df["classes"] = [classes[t] if 0 <= t < len(classes) else None for t in df.task.astype(int)]
+            df["classes"] = [classes[t] if 0 <= t < len(classes) else None for t in df[col].astype(int)]
         frames.append(df)
         keys.append((cfg["method"], df.stream.iloc[0] if len(df) else ""))
         variants.append(_variant(cfg))
@@ -312,6 +316,12 @@ def load(root: str | Path):
 def load_metrics(root: str | Path):
     """Per-task summary metrics (avg accuracy, BWT, forgetting, ...) across runs."""
     return _load(root, "metrics.csv")
+
+
+def load_steps(root: str | Path):
+    """Step-resolution accuracy (``steps.csv`` of runs made with ``eval_every``) across runs: one row per
+    (trained task, step, evaluated task)."""
+    return _load(root, "steps.csv")
 
 
 def load_costs(root: str | Path):

@@ -69,7 +69,7 @@ from . import runner
 
 BYTES_PER_PARAM = 4
 """A parameter counted in ``backbone_params`` or ``task_params`` stands for 4 bytes (float32)."""
-TIMING = ("train_seconds", "eval_seconds", "images_per_second")
+TIMING = ("train_seconds", "eval_seconds", "images_per_second", "step_eval_seconds")
 """Cost-record columns that measure time, not state: the only ones a resumed run may change."""
 
 

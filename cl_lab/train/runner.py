@@ -11,7 +11,7 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import numpy as np
 import torch
@@ -95,6 +95,12 @@ class RunConfig:
         "(tasks must have equal class counts); 'class': one head over every class seen so far, no task id at test")
     bn_stats: Literal["shared", "per-task"] = param(
         "shared", "BatchNorm running statistics of a trained shared backbone: one set (papers) or stored per task")
+    eval_every: int | None = param(
+        None, "also evaluate every task seen so far every N training steps, and at each task's first and last step "
+        "(steps.csv: old-task accuracy at step resolution, the stability gap); None: after each task only", ge=1,
+        le=10**9)
+    eval_images: int = param(200, "images per task at each step-resolution evaluation: the first N of the split",
+                             ge=1, le=MAX_BATCH)
     eval_split: Literal["test", "val"] = param(
         "test", "split the accuracy matrix is measured on ('val' for choosing hyperparameters)")
     out: str = param("runs", "directory that holds run directories")
@@ -192,9 +198,10 @@ def _stream_record(stream: TaskStream) -> dict[str, Any]:
 
 COMPARED = ("method", "method_config", "backbone", "pretrained", "weights_sha256", "first_task_epochs", "first_task_lr",
             "epochs", "batch_size", "seed", "stream", "bn_stats", "eval_split", "memory_format", "backbone_sha256",
-            "scenario")
+            "scenario", "eval_every", "eval_images")
 """The settings a run directory is tied to: resuming with any of them changed is refused."""
-IDENTITY_DEFAULTS = {"memory_format": "auto", "backbone_sha256": None, "scenario": "task"}
+IDENTITY_DEFAULTS = {"memory_format": "auto", "backbone_sha256": None, "scenario": "task", "eval_every": None,
+                     "eval_images": 200}
 """Identity settings added after runs existed: at these values they leave a run's name and checkpoint
 hash as before (a built-in backbone by name has no digest; its start is fixed by the seed)."""
 
@@ -202,20 +209,20 @@ hash as before (a built-in backbone by name has no digest; its start is fixed by
 @torch.inference_mode()
 def evaluate(method: Method, task: Task, task_id: int | None, device: torch.device, batch_size: int = 512,
              split: str = "test", amp: bool = False,
-             memory_format: torch.memory_format = torch.contiguous_format) -> float:
+             memory_format: torch.memory_format = torch.contiguous_format, limit: int | None = None) -> float:
     """Accuracy of ``method`` on one split of ``task`` with the task id given (``None`` in the domain
     and class scenarios: no task id at test) (inference mode; one host synchronisation per call,
-    not per batch)."""
+    not per batch). ``limit``: the first ``limit`` images of the split only."""
     method.eval()
     s = task.split(split)
-    x_all = s.float_images().to(device).contiguous(memory_format=memory_format)
-    y_all = s.labels().to(device)
+    x_all = s.float_images()[:limit].to(device).contiguous(memory_format=memory_format)
+    y_all = s.labels()[:limit].to(device)
     correct = torch.zeros((), dtype=torch.long, device=device)
-    for b in range(0, len(s), batch_size):
+    for b in range(0, len(y_all), batch_size):
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             logits = method.predict(x_all[b: b + batch_size], task_id)
         correct += (logits.argmax(1) == y_all[b: b + batch_size]).sum()
-    return int(correct) / len(s)
+    return int(correct) / len(y_all)
 
 
 def _macs_per_image(method: Method, x: torch.Tensor, y: torch.Tensor, task_id: int, test_id: int | None,
@@ -251,12 +258,14 @@ def batch_starts(n: int, batch_size: int) -> list[int]:
 
 
 def train_task(method: Method, task: Task, task_id: int, cfg: RunConfig, device: torch.device,
-               generator: torch.Generator) -> dict[str, float]:
+               generator: torch.Generator, probe: Callable[[int, int], float] | None = None) -> dict[str, float]:
     """Run ``cfg.epochs`` epochs of ``method.observe`` over the task's training split.
 
     Images live on the device in the run's memory format (a mini-batch drawn from a
     channels-last tensor stays channels-last); losses are summed on the device, so the
-    host waits for the device once per epoch, not once per step."""
+    host waits for the device once per epoch, not once per step. ``probe(step, epoch)``
+    (``eval_every``) runs before the first step, after every ``cfg.eval_every`` steps and after
+    the last; it returns its seconds, which ``train_seconds`` leaves out."""
     x_all = task.train.float_images().to(device).contiguous(memory_format=resolve_memory_format(cfg.memory_format))
     y_all = task.train.labels().to(device)
     n, bs = len(y_all), cfg.batch_size
@@ -266,6 +275,9 @@ def train_task(method: Method, task: Task, task_id: int, cfg: RunConfig, device:
     t0 = time.perf_counter()
     bar = _bar(range(cfg.epochs * len(starts)), cfg.progress, desc=f"task {task_id + 1} {task.name}", leave=False)
     it = iter(bar)
+    step, probing = 0, 0.0
+    if probe is not None:
+        probing += probe(0, 0)
     for epoch in range(cfg.epochs):
         perm = torch.randperm(n, generator=generator).to(device)
         total = torch.zeros((), device=device)
@@ -274,6 +286,9 @@ def train_task(method: Method, task: Task, task_id: int, cfg: RunConfig, device:
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp):
                 total += method.observe(x_all[idx], y_all[idx], task_id)
             next(it, None)
+            step += 1
+            if probe is not None and (step % cfg.eval_every == 0 or step == cfg.epochs * len(starts)):
+                probing += probe(step, epoch)
         total = float(total)
         if not np.isfinite(total):
             raise TrainingDiverged(
@@ -287,8 +302,9 @@ def train_task(method: Method, task: Task, task_id: int, cfg: RunConfig, device:
         bar.close()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    seconds = time.perf_counter() - t0
-    return {"train_seconds": seconds, "final_loss": losses[-1], "images_per_second": cfg.epochs * n / max(seconds, 1e-9)}
+    seconds = time.perf_counter() - t0 - probing
+    out = {"train_seconds": seconds, "final_loss": losses[-1], "images_per_second": cfg.epochs * n / max(seconds, 1e-9)}
+    return out | ({"step_eval_seconds": probing} if probe is not None else {})
 
 
 def _resolve_pretrained(cfg: RunConfig, method_cls: type[Method], backbone: Backbone) -> str | None:
@@ -441,6 +457,24 @@ def check_input(backbone: Backbone, ts: TaskStream) -> None:
                           f"{backbone.arch!r} takes {conv.in_channels}; convert the images or use another backbone")
 
 
+def _step_probe(learner: Method, ts: TaskStream, i: int, offset: int, cfg: RunConfig, device: torch.device,
+                fmt: torch.memory_format, rows: list[dict[str, Any]], given: bool):
+    """``eval_every``'s probe while task ``i`` trains: accuracy on the first ``eval_images`` images of
+    every task seen so far (the current one included), appended to ``rows``; the learner goes back to
+    training mode. Returns the probe's seconds."""
+    def probe(step: int, epoch: int) -> float:
+        t0 = time.perf_counter()
+        for j in range(i + 1):
+            acc = evaluate(learner, ts[j], j if given else None, device, cfg.eval_batch_size,
+                           split=cfg.eval_split, amp=cfg.amp, memory_format=fmt, limit=cfg.eval_images)
+            rows.append({"task": i, "task_name": ts[i].name, "step": step, "epoch": epoch, "global_step": offset + step,
+                         "eval_task": j, "eval_task_name": ts[j].name, "accuracy": acc})
+        learner.train()
+        return time.perf_counter() - t0
+
+    return probe
+
+
 def pretrain_on_first_task(backbone: Backbone, task: Task, epochs: int, lr: float, seed: int) -> None:
     """``pretrained='first-task'``: the whole backbone trained with a temporary head on the first task."""
     seed_everything(_derive(seed, 0, 2))
@@ -453,7 +487,7 @@ def pretrain_on_first_task(backbone: Backbone, task: Task, epochs: int, lr: floa
 def _train_stream(rd: RunDir, ts: TaskStream, method_cls: type[Method], mcfg: Any, cfg: RunConfig, bb: Backbone,
                   pretrained: str | None, device: torch.device) -> RunResult:
     run_dir, resolved = rd.path, rd.config
-    start, R, costs = 0, np.full((len(ts), len(ts)), np.nan), []
+    start, R, costs, steps = 0, np.full((len(ts), len(ts)), np.nan), [], []
     ckpt = rd.load_checkpoint() if rd.resumed else None
     if pretrained == "first-task":
         if ckpt is None:
@@ -472,10 +506,10 @@ def _train_stream(rd: RunDir, ts: TaskStream, method_cls: type[Method], mcfg: An
     if ckpt is not None:  # verified by RunDir: written by this configuration (method and stream included)
         learner.restore(ckpt["state"])
         learner.to(device, memory_format=fmt)
-        start, costs = ckpt["completed"] + 1, ckpt["costs"]
+        start, costs, steps = ckpt["completed"] + 1, ckpt["costs"], ckpt.get("steps", [])
         R[: start] = ckpt["R"].numpy()[: start]
         # the progress files may lag the checkpoint (a kill between the two writes): rewrite them from it
-        results.write_progress(rd, R[: start], names, costs, len(ts))
+        results.write_progress(rd, R[: start], names, costs, len(ts), steps)
     if start >= len(ts):
         return RunResult(run_dir, R, resolved, names)
     rd.training()
@@ -492,7 +526,11 @@ def _train_stream(rd: RunDir, ts: TaskStream, method_cls: type[Method], mcfg: An
         yb = task.train.labels()[:probe_n].to(device)
         given = cfg.scenario == "task"  # the task id at test: task-IL only
         train_macs, infer_macs = _macs_per_image(learner, xb, yb, i, i if given else None, cfg.amp)
-        log = train_task(learner, task, i, cfg, device, gen)
+        probe = None
+        if cfg.eval_every is not None:
+            offset = sum(cfg.epochs * len(batch_starts(len(ts[k].train), cfg.batch_size)) for k in range(i))
+            probe = _step_probe(learner, ts, i, offset, cfg, device, fmt, steps, given)
+        log = train_task(learner, task, i, cfg, device, gen, probe)
         learner.end_task(i, task)
         t0 = time.perf_counter()
         for j in range(i + 1):
@@ -508,9 +546,10 @@ def _train_stream(rd: RunDir, ts: TaskStream, method_cls: type[Method], mcfg: An
             "train_macs_per_image": train_macs, "infer_macs_per_image": infer_macs,
             "train_seconds": log["train_seconds"], "eval_seconds": eval_seconds,
             "images_per_second": log["images_per_second"], "final_loss": log["final_loss"],
+            **({"step_eval_seconds": log["step_eval_seconds"]} if "step_eval_seconds" in log else {}),
             **learner.task_log(),
         })
         rd.save_checkpoint({"completed": i, "state": learner.checkpoint_state(), "R": torch.from_numpy(R.copy()),
-                            "costs": costs})
-        results.write_progress(rd, R[: i + 1], names, costs, len(ts))
+                            "costs": costs, **({"steps": steps} if cfg.eval_every is not None else {})})
+        results.write_progress(rd, R[: i + 1], names, costs, len(ts), steps)
     return RunResult(run_dir, R, resolved, names)

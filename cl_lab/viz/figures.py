@@ -77,16 +77,22 @@ def _line_key(df) -> str:
 
 
 def task_accuracy_over_time(acc, task: int = 0, methods: Sequence[str] | None = None, stream: str | None = None,
-                            chance: float | None = None):
+                            chance: float | None = None, steps=None):
     """Accuracy on one task after each later task, a line per configuration; the seeds of a configuration
     give a mean and a +/- 1 std band. A dotted line marks chance: ``chance``, or 1 / the task's class
-    count when the rows carry ``classes`` (``results.load`` adds it)."""
+    count when the rows carry ``classes`` (``results.load`` adds it).
+
+    ``steps`` (``results.load_steps``: runs made with ``eval_every``) adds the same task's accuracy at
+    step resolution as a thin line per configuration (mean over seeds), step s of task i drawn at
+    i + s / (task i's steps), so it ends on each task's marker: the dip when a new task starts and
+    the partial recovery after it (the stability gap, De Lange et al., ICLR 2023)."""
     go = _go()
     df = acc[acc.task == task]
     if stream is not None:
         df = df[df.stream == stream]
     if methods is not None:
         df = df[df.method.isin(list(methods))]
+    fine = _step_rows(steps, task, stream, methods, df)
     fig = go.Figure()
     key = _line_key(df)
     styles = line_styles(df[key].unique()) if len(df) else {}
@@ -103,8 +109,23 @@ def task_accuracy_over_time(acc, task: int = 0, methods: Sequence[str] | None = 
         fig.add_trace(go.Scatter(x=x, y=mean, mode="lines+markers", name=method,
                                  line={"color": style["color"], "dash": style["dash"]},
                                  marker={"color": style["color"], "symbol": style["symbol"], "size": 8}))
+        f = fine[fine[key] == method] if fine is not None and key in fine else None
+        if f is not None and len(f):
+            per_step = f.groupby(["task", "step", "x"]).accuracy.mean().reset_index().sort_values(["task", "step"])
+            fig.add_trace(go.Scatter(x=per_step.x, y=per_step.accuracy, mode="lines", name=f"{method}, every step",
+                                     line={"color": style["color"], "width": 1}, opacity=0.7, legendgroup=method,
+                                     hovertemplate="task %{customdata[0]}, step %{customdata[1]}: %{y:.3f}",
+                                     customdata=np.stack([per_step.task + 1, per_step.step], 1)))
     name = df.task_name.iloc[0] if len(df) else f"task {task + 1}"
-    if chance is None and len(df) and "classes" in df and df.classes.nunique() == 1:
+    class_il = len(df) and "scenario" in df and (df.scenario == "class").all()
+    if chance is None and class_il and "classes" in acc:  # chance falls as classes are added: 1 / classes seen
+        per_task = acc[acc.stream.isin(df.stream.unique())].groupby("task").classes.first().sort_index()
+        seen = per_task.cumsum().to_numpy(dtype=float)
+        x0 = 0 if fine is not None and len(fine) else 1  # while task k trains (k-1 < x <= k): 1 / its classes seen
+        y = 1.0 / np.concatenate([seen[:1], seen])[x0:]
+        fig.add_trace(go.Scatter(x=np.arange(x0, len(seen) + 1), y=y, mode="lines", name="chance (classes seen)",
+                                 line={"color": "grey", "dash": "dot", "shape": "vh"}))
+    elif chance is None and len(df) and "classes" in df and df.classes.nunique() == 1:
         chance = 1.0 / float(df.classes.iloc[0])
     if chance is not None:
         fig.add_hline(y=chance, line_dash="dot", line_color="grey", annotation_text=f"chance {chance:.2f}",
@@ -113,6 +134,24 @@ def task_accuracy_over_time(acc, task: int = 0, methods: Sequence[str] | None = 
     fig.update_layout(title=f"accuracy on {name} as later tasks are learnt", xaxis_title="tasks trained",
                       yaxis_title="test accuracy", yaxis_range=[0, 1])
     return fig
+
+
+def _step_rows(steps, task: int, stream: str | None, methods: Sequence[str] | None, acc):
+    """The step-resolution rows of ``task`` with their x position (trained task + step / its steps), or None."""
+    if steps is None or not len(steps):
+        return None
+    f = steps[steps.eval_task == task]
+    if stream is not None:
+        f = f[f.stream == stream]
+    if methods is not None:
+        f = f[f.method.isin(list(methods))]
+    if len(acc) and "run" in acc and "run" in f:
+        f = f[f.run.isin(acc.run.unique())].copy()  # the runs the figure draws (its seeds, its filters)
+        if "config" in acc:  # the figure's labels: a run's configuration among all the runs drawn
+            f["config"] = f.run.map(acc.groupby("run").config.first())
+    f = f.copy()
+    f["x"] = f.task + f.step / f.groupby(["run", "task"]).step.transform("max").clip(lower=1)
+    return f
 
 
 def log_ticks(lo: float, hi: float) -> list[float]:
