@@ -36,7 +36,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .train.runner import execute, prepare
 
     common: dict[str, Any] = {"out": args.out, "seed": args.seed, "progress": not args.no_progress}
-    for key in ("epochs", "batch_size", "device", "n_tasks", "pretrained", "run_name", "scenario"):
+    for key in ("epochs", "batch_size", "device", "n_tasks", "pretrained", "run_name", "scenario", "eval_every"):
         value = getattr(args, key)
         if value is not None:
             common[key] = None if (key == "pretrained" and value.lower() == "none") else value
@@ -333,6 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--batch-size", dest="batch_size", type=int, default=None, help=_runner("batch_size"))
     r.add_argument("--n-tasks", dest="n_tasks", type=int, default=None, help=_runner("n_tasks"))
     r.add_argument("--scenario", default=None, help=_runner("scenario"))
+    r.add_argument("--eval-every", dest="eval_every", type=_positive_int, default=None, help=_runner("eval_every"))
     r.add_argument("--device", default=None, help=_runner("device"))
     r.add_argument("--seed", type=_seed, default=0)
     r.add_argument("--seeds", type=_seed, nargs="+", default=None,

@@ -145,3 +145,29 @@ def test_registered_scenario_streams_are_offline_and_shaped_for_their_scenario()
         ts = load_stream(name)
         assert len(ts) == tasks and {t.num_classes for t in ts} == {classes}, name
         assert ts[0].image_shape == (3, 32, 32)
+
+
+def test_eval_every_writes_old_task_accuracy_at_step_resolution_and_the_figure_draws_it(tmp_path):
+    assert main(["run", "--method", "er", "--stream", "split-digits", "--scenario", "class", "--eval-every", "3",
+                 "--epochs", "1", "--set", "n_tasks=3", "--out", str(tmp_path), "--no-progress"]) == 0
+    steps = results.load_steps(tmp_path)
+    acc = results.load(tmp_path)
+    for i in range(3):
+        g = steps[steps.task == i]
+        n_steps = int(g.step.max())
+        assert sorted(g.step.unique()) == sorted({0, n_steps} | set(range(3, n_steps + 1, 3)))
+        assert set(g.eval_task) == set(range(i + 1))  # every task seen so far, the current one included
+        # the last probe of a task is the task's final model: it agrees with the accuracy matrix on the same images
+        # where the probe saw the whole split (these test splits are under eval_images=200 images)
+        last = g[g.step == n_steps].set_index("eval_task").accuracy
+        full = acc[acc.after_task == i].set_index("task").accuracy
+        assert np.allclose(last.to_numpy(), full.loc[last.index].to_numpy())
+    assert (steps.global_step.diff().fillna(0) >= 0).all()
+    c = results.read_table(next(tmp_path.iterdir()), "costs.csv")
+    assert (c.step_eval_seconds > 0).all()
+    from cl_lab.viz import task_accuracy_over_time
+
+    fig = task_accuracy_over_time(acc, task=0, steps=steps)
+    fine = [t for t in fig.data if t.name.endswith("every step")]
+    assert len(fine) == 1 and len(fine[0].x) == len(steps[steps.eval_task == 0].groupby(["task", "step"]))
+    assert max(fine[0].x) == 3 and any(t.name == "chance (classes seen)" for t in fig.data)

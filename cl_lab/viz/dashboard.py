@@ -155,11 +155,13 @@ def _filter(df: pd.DataFrame, stream, configs, seeds) -> pd.DataFrame:
 
 
 def task_accuracy_dashboard(root: str | Path) -> Dashboard:
-    """Accuracy on a selectable task over the stream, one line per method, seeds as bands."""
-    from ..results import load
+    """Accuracy on a selectable task over the stream, one line per method, seeds as bands; runs made
+    with ``eval_every`` add the task's accuracy at every evaluated step (the stability gap)."""
+    from ..results import load, load_steps
 
     _, go = _widgets()
     acc = load(root)
+    steps = load_steps(root)
     if acc.empty:
         raise FileNotFoundError(f"no runs with results under {str(root)!r}")
     streams = sorted(acc.stream.unique())
@@ -183,7 +185,7 @@ def task_accuracy_dashboard(root: str | Path) -> Dashboard:
 
     def render():
         df = _filter(acc, stream.value, methods.value, seeds.value)
-        return [figures.task_accuracy_over_time(df, task=task.value or 0)]
+        return [figures.task_accuracy_over_time(df, task=task.value or 0, steps=steps if len(steps) else None)]
 
     def choices():
         return [(f"{st} · task {label}", {"stream": st, "task": t}) for st in streams
