@@ -54,7 +54,7 @@ def test_methods_register_where_defined_and_the_registry_stays_light():
     code = ("import sys, cl_lab.methods as m; print(len(m.method_names()), 'plotly' in sys.modules, "
             "'cl_lab.train' in sys.modules, m.get_method('clr').__module__)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
-    assert out.stdout.split() == ["20", "False", "False", "cl_lab.methods.clr"]
+    assert out.stdout.split() == ["21", "False", "False", "cl_lab.methods.clr"]
 
 
 def test_top_level_lazy_submodules():
