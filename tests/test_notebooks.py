@@ -28,6 +28,7 @@ TINY = {
     "05_baselines": {"stream": "synth-mini", "methods": ["sgd", "er", "ccll"], "n_tasks": 2, "epochs": 1,
                      "bn_stats_methods": ["sgd"], "scratch_methods": ["psp", "supsup"], "scratch_stream": "synth-mini",
                      "scratch_tasks": ["counting", "blood-cells"], "scratch_epochs": 1},
+    "07_scenarios": {"methods": ["sgd", "er", "icarl"], "n_tasks": 3, "epochs": 1, "eval_every": 3},
 }
 
 

@@ -275,3 +275,39 @@ def what_you_should_see_04(run: Mapping[str, Any], chance: Mapping[str, float] |
         lines.append(f"Highest mean accuracy: {best}, {acc[best]:.3f}{note}.")
     return ("**What you should see**, from this run (one seed; mean-accuracy differences up to "
             f"{margin} are treated as noise):\n\n" + "\n".join(f"- {line}" for line in lines))
+
+
+STORES_DATA = ("er", "derpp", "icarl", "joint")
+"""Methods that keep earlier tasks' images (a replay buffer, exemplars, or everything)."""
+
+
+def what_you_should_see_07(runs: Any, n_tasks: int, chance_class: float) -> str:
+    """07's scenario table: per scenario, the methods that store no data against those that replay it, and
+    in the class scenario how much of the old tasks each keeps. ``runs``: one row per (method, scenario)
+    with ``avg_accuracy`` and ``old_tasks`` (mean final accuracy on the tasks before the last);
+    ``chance_class``: chance over every class of the stream."""
+    lines = []
+    for scenario, g in runs.groupby("scenario", sort=False):
+        g = g.set_index("method")
+        plain = g[~g.index.isin(STORES_DATA)]
+        replay = g[g.index.isin(STORES_DATA)]
+        line = (f"- **{scenario}**: average accuracy {_names(g.avg_accuracy)}; on the old tasks after the last one "
+                f"{_names(g.old_tasks)}.")
+        if len(plain) and len(replay):
+            gap = replay.avg_accuracy.min() - plain.avg_accuracy.max()
+            line += (f" The methods that keep data ({', '.join(replay.index)}) lead those that keep none by "
+                     f"{gap:+.2f} at the least" if gap > 0 else
+                     f" Keeping data does not separate the methods here (the best without data, "
+                     f"{plain.avg_accuracy.idxmax()} {plain.avg_accuracy.max():.2f}, is level with or above "
+                     f"{replay.avg_accuracy.idxmin()} {replay.avg_accuracy.min():.2f})") + "."
+        if scenario == "class" and len(plain):
+            lost = [m for m in plain.index if plain.old_tasks[m] < chance_class + NEAR_CHANCE]
+            if lost:
+                line += (f" Without the task id, {', '.join(lost)} keep{'s' if len(lost) == 1 else ''} next to "
+                         f"nothing of the old tasks (within {NEAR_CHANCE} of chance over all classes, "
+                         f"{chance_class:.2f}): the newest classes' outputs win every prediction.")
+        lines.append(line)
+    return ("**What you should see:** with the task id (task-IL) every method does well, because each task is a "
+            "small problem of its own; with one head and no task id (class-IL), fine-tuning and the regularisers "
+            "keep almost only the last task's classes, while replay, iCaRL's exemplars and joint training keep the "
+            f"old ones; domain-IL lies between. In this run ({n_tasks} tasks):\n\n" + "\n".join(lines))

@@ -227,6 +227,34 @@ class BaselinesParams:
                                   f"{self.scratch_stream!r}" + (f"; allowed: {known}" if known else ""))
 
 
+@notebook("07_scenarios")
+@dataclasses.dataclass
+class ScenariosParams:
+    # Split-Digits in all three scenarios (as van de Ven et al.): every task has 2 classes, so the domain scenario
+    # applies too. Two epochs per task, one seed: about a minute and a half on 2 cores; the README's table gives
+    # three seeds.
+    REPORT: ClassVar[dict] = {}
+    stream: str = param("split-digits", "task stream (equal class counts, for the domain scenario)")
+    methods: list[str] = param(["sgd", "ewc", "lwf", "er", "icarl", "joint"],
+                               "methods; each runs in the scenarios it supports (`cl-lab methods`)")
+    scenarios: list[str] = param(["task", "domain", "class"], "scenarios to run: task, domain, class")
+    n_tasks: int | None = param(None, "first n tasks only (None: all)", ge=2, le=10_000)
+    epochs: int = param(2, "epochs per task", ge=1, le=1000)
+    eval_every: int = param(4, "evaluate every task seen every N training steps (the stability-gap figure)", ge=1,
+                            le=10**9)
+    seed: int = SEED
+    out_dir: str = OUT
+
+    def validate(self) -> None:
+        from ..data.incremental import SCENARIOS
+
+        _stream(self.stream)
+        _methods(self.methods, allow_all=False)
+        bad = [s for s in self.scenarios if s not in SCENARIOS]
+        if bad or not self.scenarios:
+            raise ConfigError(f"scenarios={self.scenarios!r}: name at least one of {list(SCENARIOS)}")
+
+
 @notebook("06_dashboard")
 @dataclasses.dataclass
 class DashboardParams:
