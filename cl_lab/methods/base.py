@@ -259,6 +259,8 @@ class Method(nn.Module):
         """Within the block the backbone's BN layers hold task ``task_id``'s stored statistics."""
         if self.bn_stats != "per-task" or not hasattr(self.bn_store, f"t{task_id}_0_mean"):
             return nullcontext()
+        if self.optimizer is not None and task_id == len(self.task_classes) - 1:
+            return nullcontext()  # the task in training (eval_every's probes): its statistics are not stored yet
         return swapped_bn((bn, {"running_mean": getattr(self.bn_store, f"t{task_id}_{i}_mean"),
                                 "running_var": getattr(self.bn_store, f"t{task_id}_{i}_var")})
                           for i, bn in enumerate(self._backbone_bns()))

@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..config import param
+from ..config import ConfigError, param
 from ..data.task import Task
 from ._buffer import as_float, batch_like
 from .base import Cost, Method, OptimConfig, Teacher
@@ -82,6 +82,9 @@ class ICaRL(Method):
 
     def __init__(self, backbone, config, stream):
         super().__init__(backbone, config, stream)
+        if config.memory_size < sum(stream.num_classes):
+            raise ConfigError(f"icarl: memory_size={config.memory_size} leaves some of the stream's "
+                              f"{sum(stream.num_classes)} classes without an exemplar; use at least that many")
         self.memory_x: Tensor | None = None  # exemplar images, grouped by class, each class in herding order
         self.memory_y: Tensor | None = None  # their global class labels
         self.class_means: Tensor | None = None  # (classes seen, features), normalised
