@@ -162,11 +162,11 @@ def tuned(method: str) -> str:
     return f"{json.loads(f.read_text())['finished']} trials" if f.exists() else "not tuned"
 
 
-def _ms(values) -> str:
+def _ms(values, digits: int = 3) -> str:
     import numpy as np
 
     v = np.asarray(list(values), dtype=float)
-    return f"{v.mean():.3f} +/- {v.std(ddof=1):.3f}" if len(v) > 1 else f"{v.mean():.3f}"
+    return f"{v.mean():.{digits}f} +/- {v.std(ddof=1):.{digits}f}" if len(v) > 1 else f"{v.mean():.{digits}f}"
 
 
 def tables(results: list[dict], seeds: list[int]) -> dict[str, str]:
@@ -192,8 +192,9 @@ def tables(results: list[dict], seeds: list[int]) -> dict[str, str]:
             g = df[df.label == label]
             if not len(g):
                 continue
-            fwt = _ms(g.fwt) if g.fwt.notna().all() else "-"
-            rows.append(f"| {label} | {_ms(g.avg_accuracy)} | {_ms(g.forgetting)} | {fwt} | "
+            # two decimals: the last digit of three is noise at 1,000 test images per task
+            fwt = _ms(g.fwt, 2) if g.fwt.notna().all() else "-"
+            rows.append(f"| {label} | {_ms(g.avg_accuracy, 2)} | {_ms(g.forgetting, 2)} | {fwt} | "
                         f"{g.stored_pct.mean():.2f}% | {g.params_pct.mean():.2f}% | {tuned(method)} |")
             if label == REFERENCES[-1][0]:
                 rows.append("| | | | | | | |")

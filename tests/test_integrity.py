@@ -16,6 +16,7 @@ import cl_lab
 from cl_lab import results
 from cl_lab.config import ConfigError
 from cl_lab.data import Task, TaskStream
+from cl_lab.methods import get_method
 from cl_lab.rundir import RunDir, RunDirError, ThreadCountWarning
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,7 +83,7 @@ def test_a_run_directory_in_use_is_refused(tmp_path):
         other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
                                env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert other.returncode != 0 and "in use by another process" in other.stderr
-    assert json.loads((r.run_dir / "config.json").read_text())["method_config"]["lr"] == 0.01
+    assert json.loads((r.run_dir / "config.json").read_text())["method_config"]["lr"] == get_method("sgd").Config().lr
 
 
 def test_thread_count_is_recorded_and_runs_of_mixed_counts_warn(tmp_path):

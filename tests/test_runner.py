@@ -16,6 +16,7 @@ import cl_lab
 from cl_lab import results
 from cl_lab.config import ConfigError
 from cl_lab.data import Task, TaskStream
+from cl_lab.methods import get_method
 from cl_lab.models.weights import WeightsError, default_checkpoint
 from cl_lab.rundir import RunDirError, read_checkpoint
 
@@ -37,7 +38,7 @@ def test_run_directory_contents(tmp_path, fast):
         assert (r.run_dir / f).exists(), f
     cfg = json.loads((r.run_dir / "config.json").read_text())
     assert cfg["method"] == "sgd" and cfg["epochs"] == 1 and cfg["stream"]["name"] == "synth-mini"
-    assert cfg["method_config"]["lr"] == 0.01
+    assert cfg["method_config"]["lr"] == get_method("sgd").Config().lr
     np.testing.assert_allclose(results.accuracy_matrix(r.run_dir), r.R)
     costs = r.costs
     assert (costs.train_macs_per_image > 2 * costs.infer_macs_per_image).all()
