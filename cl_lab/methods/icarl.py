@@ -110,9 +110,7 @@ class ICaRL(Method):
             with torch.no_grad():
                 old = torch.sigmoid(self._teacher["heads"](self._teacher["backbone"](x), None))
             target[:, : old.shape[1]] = old
-        # binary cross-entropy with logits, averaged over outputs and images, written out: softplus(z) - t z
-        # (torch's fused kernel aborts in its backward at 2 threads on CPU here)
-        return (F.softplus(logits) - target * logits).mean() + self.penalty()
+        return F.binary_cross_entropy_with_logits(logits, target) + self.penalty()
 
     def observe(self, x: Tensor, y: Tensor, task_id: int) -> Tensor:
         """The base step on one thread: with two, a step on new images plus exemplars crashed inside
@@ -127,13 +125,11 @@ class ICaRL(Method):
     @torch.no_grad()
     def _features(self, x: Tensor, batch_size: int = 256) -> Tensor:
         """L2-normalised eval-mode features of stored images, on the host."""
-        weight = next(self.backbone.parameters())
-        fmt = torch.channels_last if weight.dim() == 4 and weight.is_contiguous(
-            memory_format=torch.channels_last) else torch.contiguous_format  # the run's layout
+        device = next(self.backbone.parameters()).device
         was = self.backbone.training
         self.backbone.eval()
-        out = [F.normalize(self.backbone(as_float(x[b: b + batch_size].to(weight.device)).contiguous(
-            memory_format=fmt)), dim=1).cpu() for b in range(0, len(x), batch_size)]
+        out = [F.normalize(self.backbone(as_float(x[b: b + batch_size].to(device))), dim=1).cpu()
+               for b in range(0, len(x), batch_size)]
         self.backbone.train(was)
         return torch.cat(out)
 
@@ -167,10 +163,7 @@ class ICaRL(Method):
         if self.class_means is None:
             return super().predict(x, task_id)
         feats = F.normalize(self.backbone(x), dim=1)
-        means = self.class_means.to(feats.device)
-        # squared distances written out (torch.cdist corrupted the heap on CPU at 2 threads here)
-        d2 = (feats.float().pow(2).sum(1, keepdim=True) - 2 * feats.float() @ means.T + means.pow(2).sum(1))
-        return -d2.clamp_min(0).sqrt()
+        return -torch.cdist(feats.float(), self.class_means.to(feats.device))
 
     # ------------------------------------------------------------------ bookkeeping
     def memory_bytes(self) -> int:

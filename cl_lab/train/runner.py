@@ -19,7 +19,7 @@ from torch import nn
 
 from .. import __version__, results
 from ..config import ConfigError, build, param
-from ..data.incremental import for_scenario, scenario_problem
+from ..data.incremental import for_scenario
 from ..data.streams import STREAMS, embedded_task_names, load_stream
 from ..data.task import Task, TaskStream
 from ..methods import Method, StreamInfo, get_method
@@ -408,10 +408,10 @@ def execute(plan: RunPlan) -> RunResult:
         if cfg.n_tasks > len(ts):
             raise ConfigError(f"run: n_tasks={cfg.n_tasks} but stream {ts.name!r} has only {len(ts)} tasks")
         ts = ts.subset(cfg.n_tasks)
-    problem = scenario_problem(ts, cfg.scenario)
-    if problem:
-        raise ConfigError(f"run: {problem}")
-    ts = for_scenario(ts, cfg.scenario)
+    try:
+        ts = for_scenario(ts, cfg.scenario)
+    except ValueError as e:  # the scenario's one-line reason (domain: unequal class counts)
+        raise ConfigError(f"run: {e}") from None
     if cfg.eval_split == "val":
         missing = [t.name for t in ts if t.val is None or len(t.val) == 0]
         if missing:

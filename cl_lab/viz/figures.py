@@ -146,10 +146,10 @@ def _step_rows(steps, task: int, stream: str | None, methods: Sequence[str] | No
     if methods is not None:
         f = f[f.method.isin(list(methods))]
     if len(acc) and "run" in acc and "run" in f:
-        f = f[f.run.isin(acc.run.unique())].copy()  # the runs the figure draws (its seeds, its filters)
-        if "config" in acc:  # the figure's labels: a run's configuration among all the runs drawn
-            f["config"] = f.run.map(acc.groupby("run").config.first())
+        f = f[f.run.isin(acc.run.unique())]  # the runs the figure draws (its seeds, its filters)
     f = f.copy()
+    if len(acc) and "run" in acc and "config" in acc:  # the figure's labels: a run's configuration among those drawn
+        f["config"] = f.run.map(acc.groupby("run").config.first())
     f["x"] = f.task + f.step / f.groupby(["run", "task"]).step.transform("max").clip(lower=1)
     return f
 
