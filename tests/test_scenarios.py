@@ -171,3 +171,15 @@ def test_eval_every_writes_old_task_accuracy_at_step_resolution_and_the_figure_d
     fine = [t for t in fig.data if t.name.endswith("every step")]
     assert len(fine) == 1 and len(fine[0].x) == len(steps[steps.eval_task == 0].groupby(["task", "step"]))
     assert max(fine[0].x) == 3 and any(t.name == "chance (classes seen)" for t in fig.data)
+
+
+def test_icarl_probes_during_a_task_cover_its_new_classes(tmp_path):
+    """Mid-task probes (eval_every) come before the new classes have exemplar means: they read the head
+    over every class seen, so the task in training can be scored right (with the previous task's means
+    alone its images could only get old labels: exactly 0)."""
+    r = cl_lab.run("icarl", "split-digits", scenario="class", n_tasks=2, eval_every=5, epochs=4, progress=False,
+                   out=str(tmp_path))
+    steps = results.load_steps(tmp_path)
+    now = steps[(steps.task == 1) & (steps.eval_task == 1)]
+    assert len(now) >= 4 and now.accuracy.max() > 0.2, now
+    assert r.R[1, 1] > 0.5  # after the task: nearest mean of exemplars over all four classes

@@ -158,9 +158,10 @@ class ICaRL(Method):
     # ------------------------------------------------------------------ classification
     @torch.no_grad()
     def predict(self, x: Tensor, task_id: int | None) -> Tensor:
-        """Minus the distance of each image's normalised feature to every class mean of exemplars
-        (before the first task ends: the head's outputs)."""
-        if self.class_means is None:
+        """Minus the distance of each image's normalised feature to every class mean of exemplars.
+        While a task trains (``eval_every`` probes) its new classes have no exemplars, hence no means,
+        yet: then, as before the first task ends, the head's outputs over every class seen (our reading)."""
+        if self.class_means is None or len(self.class_means) < sum(self.task_classes):
             return super().predict(x, task_id)
         feats = F.normalize(self.backbone(x), dim=1)
         return -torch.cdist(feats.float(), self.class_means.to(feats.device))
