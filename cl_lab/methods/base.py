@@ -309,6 +309,16 @@ class Method(nn.Module):
         """Extra regularisation added to the task loss (EWC, SI, ...). Zero here."""
         return 0.0
 
+    def consolidated_parameters(self) -> dict[str, nn.Parameter]:
+        """The trainable parameters every task shares, by name, for the regularisers' importances and
+        anchors: the backbone's, and in the domain and class scenarios also the one head's
+        (``heads.``-prefixed), which every task trains too (as van de Ven et al. 2022 do). In the task
+        scenario each task's head is its own and trains only with its task."""
+        out = {k: p for k, p in self.backbone.named_parameters() if p.requires_grad}
+        if self.scenario != "task":
+            out.update({f"heads.{k}": p for k, p in self.heads.named_parameters() if p.requires_grad})
+        return out
+
     def after_step(self) -> None:
         """Called after every optimiser step (proximal steps, path integrals, buffer updates)."""
 

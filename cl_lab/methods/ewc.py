@@ -57,8 +57,9 @@ class EWCConfig(OptimConfig):
 
 
 def fisher_diagonal(method: Method, task: Task, task_id: int, n: int, kind: str) -> dict[str, Tensor]:
-    """Mean per-example squared gradient of log p(y|x) for the backbone's trainable parameters."""
-    params = {k: p for k, p in method.backbone.named_parameters() if p.requires_grad}
+    """Mean per-example squared gradient of log p(y|x) for the shared trainable parameters
+    (``Method.consolidated_parameters``: the backbone's, and the one head's outside the task scenario)."""
+    params = method.consolidated_parameters()
     fisher = {k: torch.zeros_like(p) for k, p in params.items()}
     device = next(iter(params.values())).device
     x_all = task.train.float_images()[:n].to(device)
@@ -95,7 +96,7 @@ class EWC(Method):
     def penalty(self) -> Tensor | float:
         if not self.fishers or self.cfg.ewc_lambda == 0:
             return 0.0
-        params = dict(self.backbone.named_parameters())
+        params = self.consolidated_parameters()
         total = 0.0
         for fisher, anchor in zip(self.fishers, self.anchors):
             total = total + sum((fisher[k] * (params[k] - anchor[k]) ** 2).sum() for k in fisher)
@@ -103,7 +104,7 @@ class EWC(Method):
 
     def end_task(self, task_id: int, task: Task) -> None:
         fisher = fisher_diagonal(self, task, task_id, self.cfg.fisher_samples, self.cfg.fisher)
-        anchor = {k: p.detach().clone() for k, p in self.backbone.named_parameters() if k in fisher}
+        anchor = {k: p.detach().clone() for k, p in self.consolidated_parameters().items() if k in fisher}
         self.consolidate(fisher, anchor)
         super().end_task(task_id, task)
 

@@ -1,7 +1,8 @@
 """SI: synaptic intelligence (Zenke, Poole & Ganguli, ICML 2017); task-, domain- or class-incremental.
 
-During task mu each backbone parameter accumulates its contribution to the drop in the
-task loss along the optimisation path, omega_i += -g_i * delta_theta_i, with g the
+During task mu each shared parameter (the backbone's; outside the task scenario also the one
+head's) accumulates its contribution to the drop in the task loss along the optimisation
+path, omega_i += -g_i * delta_theta_i, with g the
 gradient of the task loss alone (the surrogate's own gradient is removed analytically)
 and delta_theta the actual change made by the optimiser step. At the end of the task
 
@@ -63,7 +64,7 @@ class SI(Method):
         self.before: dict[str, Tensor] = {}
 
     def _params(self) -> dict[str, Tensor]:
-        return {k: p for k, p in self.backbone.named_parameters() if p.requires_grad}
+        return self.consolidated_parameters()
 
     def begin_task(self, task_id: int, task: Task) -> None:
         super().begin_task(task_id, task)
@@ -83,7 +84,7 @@ class SI(Method):
         for k, p in params.items():
             before = self.before[k]
             g = p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p)
-            if self.importance:
+            if k in self.importance:  # (a class-incremental head's new outputs have none yet)
                 g -= 2 * self.cfg.c * self.importance[k] * (before - self.anchor[k])
             self.omega[k] -= g * (p.detach() - before)
             before.copy_(p.detach())
