@@ -303,29 +303,24 @@ def write_readme(blocks: dict[str, str], path: Path) -> list[str]:
     return done
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--part", choices=["main", "baselines", "tradeoff", "backbone", "scratch", "all"], default="all")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--out", default=str(ROOT / "runs" / "reference"))
-    ap.add_argument("--readme", action="store_true", help="rewrite the README's reference blocks")
-    args = ap.parse_args(argv)
-    todo = jobs(args.part, args.seeds)
-    cache = Path(args.out) / "results.jsonl"
+def run_cached(todo: list[dict], work, out: str, workers: int, line) -> dict[str, dict]:
+    """Run every job of ``todo`` not yet in ``out``/results.jsonl with ``work(job, out)`` in ``workers``
+    spawned processes of one thread each, appending each result to that file as it finishes (a rerun
+    skips what finished; a failure is printed and the other jobs go on). Returns every cached result
+    by run name; ``line(result)`` is printed per finished job."""
+    cache = Path(out) / "results.jsonl"
     cache.parent.mkdir(parents=True, exist_ok=True)
     done = {}
     if cache.exists():
-        for line in cache.read_text().splitlines():
-            r = json.loads(line)
+        for text in cache.read_text().splitlines():
+            r = json.loads(text)
             done[r["run_name"]] = r
     pending = [j for j in todo if j["run_name"] not in done]
-    t0 = time.perf_counter()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import multiprocessing as mp
 
-    with ProcessPoolExecutor(args.workers, mp_context=mp.get_context("spawn")) as pool:
-        futures = {pool.submit(_work, j, args.out): j for j in pending}
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+        futures = {pool.submit(work, j, out): j for j in pending}
         for f in as_completed(futures):
             j = futures[f]
             try:
@@ -336,7 +331,22 @@ def main(argv: list[str] | None = None) -> None:
             done[r["run_name"]] = r
             with cache.open("a") as fh:
                 fh.write(json.dumps(r, default=float) + "\n")
-            print(f"{r['run_name']}: {r.get('avg_accuracy', '')} ({r['seconds']:.0f} s)", flush=True)
+            print(line(r), flush=True)
+    return done
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--part", choices=["main", "baselines", "tradeoff", "backbone", "scratch", "all"], default="all")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--out", default=str(ROOT / "runs" / "reference"))
+    ap.add_argument("--readme", action="store_true", help="rewrite the README's reference blocks")
+    args = ap.parse_args(argv)
+    todo = jobs(args.part, args.seeds)
+    t0 = time.perf_counter()
+    done = run_cached(todo, _work, args.out, args.workers,
+                      lambda r: f"{r['run_name']}: {r.get('avg_accuracy', '')} ({r['seconds']:.0f} s)")
     results = [done[j["run_name"]] for j in todo if j["run_name"] in done]
     # the backbone table compares with the main runs: build every table from all finished runs of these
     # seeds, and write the blocks of the parts asked for (the backbone block with main or backbone)

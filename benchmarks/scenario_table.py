@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from reference_numbers import run_cached  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCHS = 4
@@ -87,28 +88,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--readme", action="store_true", help="rewrite the README's scenarios block")
     args = ap.parse_args(argv)
     todo = jobs(args.seeds)
-    cache = Path(args.out) / "results.jsonl"
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    done = {json.loads(line)["run_name"]: json.loads(line) for line in cache.read_text().splitlines()} \
-        if cache.exists() else {}
-    pending = [j for j in todo if j["run_name"] not in done]
     t0 = time.perf_counter()
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    import multiprocessing as mp
-
-    with ProcessPoolExecutor(args.workers, mp_context=mp.get_context("spawn")) as pool:
-        futures = {pool.submit(_work, j, args.out): j for j in pending}
-        for f in as_completed(futures):
-            j = futures[f]
-            try:
-                r = f.result()
-            except Exception as e:  # noqa: BLE001 - report and keep the other points
-                print(f"FAILED {j['run_name']}: {type(e).__name__}: {e}", file=sys.stderr)
-                continue
-            done[r["run_name"]] = r
-            with cache.open("a") as fh:
-                fh.write(json.dumps(r) + "\n")
-            print(f"{r['run_name']}: {r['avg_accuracy']:.3f} ({r['seconds']:.0f} s)", flush=True)
+    done = run_cached(todo, _work, args.out, args.workers,
+                      lambda r: f"{r['run_name']}: {r['avg_accuracy']:.3f} ({r['seconds']:.0f} s)")
     results = [done[j["run_name"]] for j in todo if j["run_name"] in done]
     body = table(results, args.seeds)
     print(body)
