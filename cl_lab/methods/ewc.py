@@ -10,8 +10,9 @@ quadratic penalty per past task (Eq. 3 of the paper, summed over tasks):
 distribution (the Fisher information proper); ``fisher="empirical"`` uses the data
 labels (the common shortcut). The Fisher is the mean of per-example squared gradients of
 the log-likelihood over ``fisher_samples`` training examples, with the network in eval
-mode. Heads are task-specific and receive no gradient from later tasks, so only the
-backbone is penalised. Fisher matrices and anchors count in the cost record.
+mode. In the task scenario heads are task-specific and receive no gradient from later
+tasks, so only the backbone is penalised; in the domain and class scenarios the one shared
+head is penalised too (``Method.consolidated_parameters``). Fisher matrices and anchors count in the cost record.
 
 Gradient clipping (``max_grad_norm``) is off by default: at a stiff penalty it clips
 nearly every step and the method becomes normalised-gradient descent, not EWC. When it is

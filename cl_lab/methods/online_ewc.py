@@ -45,6 +45,7 @@ class OnlineEWC(EWC):
     def consolidate(self, fisher: dict[str, Tensor], anchor: dict[str, Tensor]) -> None:
         if self.fishers:
             running = self.fishers[0]
-            fisher = {k: self.cfg.gamma * running[k] + fisher[k] for k in fisher}
+            # (a class-incremental head's new outputs have no running Fisher yet)
+            fisher = {k: self.cfg.gamma * running[k] + f if k in running else f for k, f in fisher.items()}
         self.fishers = [fisher]
         self.anchors = [anchor]
