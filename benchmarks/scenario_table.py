@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reference_numbers import run_cached  # noqa: E402
+from reference_numbers import run_cached, write_readme  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCHS = 4
@@ -94,14 +94,8 @@ def main(argv: list[str] | None = None) -> None:
     results = [done[j["run_name"]] for j in todo if j["run_name"] in done]
     body = table(results, args.seeds)
     print(body)
-    if args.readme:
-        readme = ROOT / "README.md"
-        text = readme.read_text()
-        start, end = "<!-- reference:scenarios -->\n", "<!-- /reference:scenarios -->"
-        if start not in text or end not in text:
-            raise SystemExit("README.md has no <!-- reference:scenarios --> block")
-        head, rest = text.split(start, 1)
-        readme.write_text(head + start + body + "\n" + end + rest.split(end, 1)[1])
+    if args.readme and not write_readme({"scenarios": body}, ROOT / "README.md"):
+        raise SystemExit("README.md has no <!-- reference:scenarios --> block")
     print(json.dumps({"runs": len(results), "missing": len(todo) - len(results), "readme": args.readme,
                       "seconds": round(time.perf_counter() - t0, 1)}))
 
