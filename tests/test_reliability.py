@@ -169,11 +169,27 @@ SWEEP = [sys.executable, "-m", "cl_lab", "run", "--method", "sgd", "--stream", "
          "--seeds", "0", "1", "2", "--workers", "2", "--threads", "1", "--epochs", "25", "--no-progress"]
 
 
+def _spawned_workers(pid: int) -> list:
+    """Live spawn-started children of `pid`; children that exit (or linger as zombies) while we look are skipped."""
+    import psutil
+
+    workers = []
+    for c in _children(pid):
+        try:
+            if c.status() != psutil.STATUS_ZOMBIE and "spawn" in " ".join(c.cmdline()):
+                workers.append(c)
+        except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+            continue
+    return workers
+
+
 def _workers_running(proc: subprocess.Popen) -> list:
     """The pool's worker processes, once both have started training."""
-    assert _wait_for(lambda: len([c for c in _children(proc.pid) if "spawn" in " ".join(c.cmdline())]) >= 2, 60)
+    assert _wait_for(lambda: len(_spawned_workers(proc.pid)) >= 2, 60)
     time.sleep(3)  # inside their first points
-    return [c for c in _children(proc.pid) if "spawn" in " ".join(c.cmdline())]
+    workers = _spawned_workers(proc.pid)
+    assert workers, "the pool's workers exited before the test could reach them"
+    return workers
 
 
 def test_workers_die_with_their_parent(tmp_path):
