@@ -12,7 +12,7 @@ METHODS ?= sgd sgd-ll clr
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt -e ".[lab,dev,scale,grading]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[lab,dev,scale,grading,tracking]"
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -1,4 +1,4 @@
-"""Command line: ``cl-lab run|tune|streams|methods|generate|tradeoff|mdl|report|grade|summary`` (also ``python -m cl_lab``)."""
+"""Command line: ``cl-lab run|tune|streams|methods|generate|tradeoff|mdl|report|grade|summary|export|log`` (also ``python -m cl_lab``)."""
 
 from __future__ import annotations
 
@@ -36,7 +36,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .train.runner import execute, prepare
 
     common: dict[str, Any] = {"out": args.out, "seed": args.seed, "progress": not args.no_progress}
-    for key in ("epochs", "batch_size", "device", "n_tasks", "pretrained", "run_name", "scenario", "eval_every"):
+    for key in ("epochs", "batch_size", "device", "n_tasks", "pretrained", "run_name", "scenario", "eval_every",
+                *TRACKING_OPTIONS):
         value = getattr(args, key)
         if value is not None:
             common[key] = None if (key == "pretrained" and value.lower() == "none") else value
@@ -98,7 +99,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from .tune import TuneError, parse_space, tune
 
     fixed: dict[str, Any] = {"seed": args.seed, "progress": False}
-    for key in ("epochs", "batch_size", "device", "n_tasks", "pretrained", "scenario"):
+    for key in ("epochs", "batch_size", "device", "n_tasks", "pretrained", "scenario", *TRACKING_OPTIONS):
         value = getattr(args, key)
         if value is not None:
             fixed[key] = None if (key == "pretrained" and value.lower() == "none") else value
@@ -128,6 +129,24 @@ def cmd_tune(args: argparse.Namespace) -> int:
     print(f"study  {r.study_path}\nconfig {r.config_file}" + (f"\nreport {r.report}" if r.report else ""))
     print(f"on test data: cl-lab run --method {r.method} --stream {r.stream} --config {r.config_file}")
     return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """``cl-lab export RUNS --to parquet|csv``: the tidy table of every run under RUNS, one file."""
+    from .tracking import export
+
+    path = export(args.runs, args.to, args.file)
+    print(f"-> {path}")
+    return 0
+
+
+def cmd_log(args: argparse.Namespace) -> int:
+    """``cl-lab log RUNS --to mlflow|tensorboard|wandb``: send existing run directories to trackers."""
+    from .tracking import backfill
+
+    n = backfill(args.runs, args.to, out=args.out, uri=args.tracking_uri, experiment=args.experiment or "cl_lab")
+    print(f"{n} run(s) sent to {', '.join(args.to)}")
+    return 0 if n else 1
 
 
 def cmd_streams(args: argparse.Namespace) -> int:
@@ -198,7 +217,8 @@ def cmd_mdl(args: argparse.Namespace) -> int:
     values.update(_parse_sets(args.set, lambda _key: MDLConfig))
     workers = args.workers if args.workers is not None else max(1, os.cpu_count() or 1)
     run_dir = run_mdl(out=args.out, run_name=args.run_name, progress=not args.no_progress, workers=workers,
-                      threads=args.threads, **values)
+                      threads=args.threads, loggers=args.loggers or (), tracking_uri=args.tracking_uri,
+                      experiment=args.experiment or "cl_lab", **values)
     r = load_mdl(run_dir)
     print(r["summary"].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     threshold = r["config"]["convergence_threshold"]
@@ -308,6 +328,31 @@ class HELP(argparse.HelpFormatter):
         return text
 
 
+TRACKING_OPTIONS = ("loggers", "log_every", "tracking_uri", "experiment")
+
+
+def _tracking_options(p: argparse.ArgumentParser, steps: bool = True) -> None:
+    """Where runs are also logged (``cl_lab.tracking``; the run directory stays the record)."""
+    from .tracking import TRACKERS
+
+    p.add_argument("--log", dest="loggers", nargs="+", choices=TRACKERS, default=None, help=_runner("loggers"))
+    if steps:
+        p.add_argument("--log-every", dest="log_every", type=_positive_steps, default=None,
+                       help=_runner("log_every"))
+    p.add_argument("--tracking-uri", dest="tracking_uri", default=None, help=_runner("tracking_uri"))
+    p.add_argument("--experiment", default=None, help=_runner("experiment"))
+
+
+def _positive_steps(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of steps >= 1; got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of steps >= 1; got {value}")
+    return value
+
+
 PRETRAINED_HELP = "'auto', 'shipped', a shipped checkpoint, a weights file, 'first-task' or 'none' (default: auto)"
 
 
@@ -318,7 +363,8 @@ def _runner(key: str) -> str:
     from .train.runner import RunConfig
 
     f = {f.name: f for f in dataclasses.fields(RunConfig)}[key]
-    return f"{f.metadata.get('help', '')} (default: {f.default})"
+    default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+    return f"{f.metadata.get('help', '')} (default: {default})"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -351,6 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-progress", action="store_true")
     r.add_argument("--config", default=None, metavar="FILE",
                    help="a best-configuration file of cl-lab tune: its parameters (under --set)")
+    _tracking_options(r)
     r.set_defaults(func=cmd_run)
     tu = sub.add_parser("tune", help="tune a method's hyperparameters on validation data (an Optuna study)", formatter_class=HELP)
     tu.add_argument("--method", required=True)
@@ -383,6 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
     tu.add_argument("--cpus-per-point", dest="cpus_per_point", type=_positive_int, default=1)
     tu.add_argument("--gpus-per-point", dest="gpus_per_point", type=float, default=0)
     tu.add_argument("--no-report", dest="no_report", action="store_true", help="skip the HTML report page")
+    _tracking_options(tu)
     tu.set_defaults(func=cmd_tune)
     s = sub.add_parser("streams", help="list task streams", formatter_class=HELP)
     s.set_defaults(func=cmd_streams)
@@ -420,6 +468,7 @@ def build_parser() -> argparse.ArgumentParser:
     md.add_argument("--threads", type=_positive_int, default=None,
                     help="torch threads per worker (default: the cores divided among the workers; recorded)")
     md.add_argument("--no-progress", action="store_true")
+    _tracking_options(md, steps=False)
     md.set_defaults(func=cmd_mdl)
     rp = sub.add_parser("report", help="execute the notebooks with papermill and render HTML reports", formatter_class=HELP)
     rp.add_argument("--out", default="reports", help="report directory (grids: reports/grid)")
@@ -436,6 +485,21 @@ def build_parser() -> argparse.ArgumentParser:
                         add_help=False)
     gr.add_argument("rest", nargs=argparse.REMAINDER)
     gr.set_defaults(func=cmd_grade)
+    ex = sub.add_parser("export", help="write every run under a directory as one tidy table (parquet or CSV)",
+                        formatter_class=HELP)
+    ex.add_argument("runs", help="a run directory or a folder of them")
+    ex.add_argument("--to", choices=["parquet", "csv"], default="parquet")
+    ex.add_argument("--file", default=None, help="output file (default: RUNS/results.parquet or .csv)")
+    ex.set_defaults(func=cmd_export)
+    lg = sub.add_parser("log", help="send existing run directories to TensorBoard, MLflow or W&B (backfill)",
+                        formatter_class=HELP)
+    lg.add_argument("runs", help="a run directory or a folder of them")
+    lg.add_argument("--to", nargs="+", required=True, choices=["tensorboard", "mlflow", "wandb"])
+    lg.add_argument("--out", default=None, help="folder for the trackers' files (default: RUNS)")
+    lg.add_argument("--tracking-uri", dest="tracking_uri", default=None, help="MLflow tracking URI (default: "
+                    "the SQLite store OUT/mlflow.db)")
+    lg.add_argument("--experiment", default=None, help="MLflow experiment / W&B project (default: cl_lab)")
+    lg.set_defaults(func=cmd_log)
     su = sub.add_parser("summary", help="final metrics of every run under a directory", formatter_class=HELP)
     su.add_argument("root", nargs="?", default="runs")
     su.add_argument("--csv", default=None, metavar="FILE",

@@ -266,7 +266,7 @@ def _plan(method: str, stream: Any, trials: Any, *, out: str | Path, study_name:
     from .methods import get_method
     from .methods.base import LR_RANGE
     from .rundir import MAX_SEED, NAME_PATTERN, canonical, default_name
-    from .train.runner import prepare, split_kwargs
+    from .train.runner import TRACKING, prepare, split_kwargs
 
     _require_optuna()
     cls = get_method(method)
@@ -341,7 +341,7 @@ def _plan(method: str, stream: Any, trials: Any, *, out: str | Path, study_name:
 
         backbone = f"{type(backbone).__name__}:{module_digest(backbone)[:16]}"
     resolved_run = {k_: v for k_, v in dataclasses.asdict(plans[0].config).items()
-                    if k_ not in ("out", "run_name", "resume", "progress", "backbone")}
+                    if k_ not in ("out", "run_name", "resume", "progress", "backbone", *TRACKING)}
     resolved_method = {k_: v for k_, v in dataclasses.asdict(plans[0].method_config).items() if k_ not in space}
     identity = canonical({  # every setting resolved, so a default given explicitly names the same study
         "method": cls.name, "stream": stream_name,
@@ -361,6 +361,8 @@ def _plan(method: str, stream: Any, trials: Any, *, out: str | Path, study_name:
                 or study_name in (".", "..") or len(study_name) > MAX_NAME:
             raise ConfigError(f"tune: study_name={study_name!r} is not allowed; use 1-{MAX_NAME} letters, digits and "
                               ". _ + - (not '.' or '..', no '/')")
+    if fixed.get("loggers"):  # a study's trials are logged together: one experiment (W&B: project) per study
+        fixed.setdefault("experiment", study_name)
     return _Setup(cls.name, stream, stream_name, fixed, space, trials, protocol, k, report_tasks, sampler_seed,
                   startup_trials, study_name, Path(out).expanduser() / study_name, fixed_method, identity)
 

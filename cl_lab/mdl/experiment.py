@@ -28,7 +28,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import pandas as pd
 import torch
@@ -310,18 +310,22 @@ def not_converged(setups: list[dict]) -> list[str]:
 
 
 def run_mdl(out: str | Path = "runs", run_name: str | None = None, progress: bool = True,
-            workers: int = 1, threads: int | None = None, **values: Any) -> Path:
+            workers: int = 1, threads: int | None = None, loggers: Sequence[str] = (),
+            tracking_uri: str | None = None, experiment: str = "cl_lab", **values: Any) -> Path:
     """Run the configured setups and write the run directory; returns its path.
 
     Everything is validated (config, stream, domains) before any training starts.
     ``workers > 1`` runs that many setups at once in spawned processes with ``threads`` torch
     threads each (default: this process's count divided among the workers); every setup
     seeds itself, so a setup's numbers do not depend on ``workers``, only on ``threads``
-    (recorded in ``config.json``).
+    (recorded in ``config.json``). ``loggers`` (``cl_lab.tracking``) also send the finished run to
+    TensorBoard, MLflow or W&B (``tracking.log_mdl``).
     """
     from ..parallel import check_executor
+    from ..tracking import check_trackers
 
     check_executor("local", workers, "mdl", threads=threads)
+    loggers = check_trackers(loggers, "mdl")
     cfg = build(MDLConfig, values, where="mdl")
     domains = load_domains(cfg)
     space = cfg.space()
@@ -339,7 +343,12 @@ def run_mdl(out: str | Path = "runs", run_name: str | None = None, progress: boo
     torch.set_num_threads(threads)  # what config.json records, and what each worker uses
     try:
         with RunDir(out / name, config, what="MDL run") as rd:
-            return _run_setups(rd, cfg, space, domains, progress, workers, threads)
+            run_dir = _run_setups(rd, cfg, space, domains, progress, workers, threads)
+        if loggers:
+            from ..tracking import log_mdl
+
+            log_mdl(run_dir, loggers, out=out, uri=tracking_uri, experiment=experiment)
+        return run_dir
     finally:
         torch.set_num_threads(previous)
 

@@ -181,6 +181,9 @@ class Method(nn.Module):
     method with the same optimiser (``LR_RANGE``); a method adds its own strength and schedule next to
     its ``Config``."""
 
+    terms: dict[str, Tensor] | None = None
+    """This step's named loss terms (``record``), kept only while a tracker logs (``cl_lab.tracking``)."""
+
     def __init__(self, backbone: Backbone, config: Any, stream: StreamInfo):
         super().__init__()
         self.backbone = backbone
@@ -286,7 +289,11 @@ class Method(nn.Module):
         """
         assert self.optimizer is not None, "begin_task must be called before observe"
         self.optimizer.zero_grad(set_to_none=True)
+        if self.terms is not None:
+            self.terms.clear()  # only this step's terms
         loss = self.loss(x, y, task_id)
+        if self.terms is not None:
+            self.terms["loss"] = loss.detach()
         loss.backward()
         clip = self.cfg.max_grad_norm
         if clip:
@@ -303,7 +310,14 @@ class Method(nn.Module):
 
     def loss(self, x: Tensor, y: Tensor, task_id: int) -> Tensor:
         """The training objective on one batch: the task loss plus ``penalty()``."""
-        return self.task_loss(x, y, task_id) + self.penalty()
+        return self.record("task_loss", self.task_loss(x, y, task_id)) + self.record("penalty", self.penalty())
+
+    def record(self, name: str, value: Any) -> Any:
+        """Name a term of this step's loss for the experiment trackers and return it unchanged
+        (``loss = self.record("task_loss", ce) + ...``): free when no tracker logs the run."""
+        if self.terms is not None and isinstance(value, Tensor):
+            self.terms[name] = value.detach()
+        return value
 
     def penalty(self) -> Tensor | float:
         """Extra regularisation added to the task loss (EWC, SI, ...). Zero here."""

@@ -56,10 +56,11 @@ class DERPP(ReplayMethod):
     def loss(self, x: Tensor, y: Tensor, task_id: int) -> Tensor:
         logits = self(x, task_id)
         self.remember(x, y, task_id, logits.detach())
-        loss = F.cross_entropy(logits, y)
+        loss = self.record("task_loss", F.cross_entropy(logits, y))
         if not len(self.buffer):
             return loss
-        return loss + self.cfg.alpha * self.logit_replay(x.device) + self.cfg.beta * self.label_replay(x.device)
+        return (loss + self.cfg.alpha * self.record("logit_replay", self.logit_replay(x.device))
+                + self.cfg.beta * self.record("label_replay", self.label_replay(x.device)))
 
     def logit_replay(self, device) -> Tensor:
         """MSE between the current logits of buffered examples and the logits stored with them, over

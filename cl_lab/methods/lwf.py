@@ -128,7 +128,8 @@ class LwF(Method):
 
     def loss(self, x: Tensor, y: Tensor, task_id: int) -> Tensor:
         feats = self.backbone(x)
-        return F.cross_entropy(self.heads(feats, task_id), y) + self.cfg.alpha * self.distillation_loss(x, feats, task_id)
+        return (self.record("task_loss", F.cross_entropy(self.heads(feats, task_id), y))
+                + self.cfg.alpha * self.record("distillation", self.distillation_loss(x, feats, task_id)))
 
     def end_task(self, task_id: int, task: Task) -> None:
         self.teacher = None

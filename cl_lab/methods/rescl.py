@@ -180,7 +180,7 @@ class ResCL(Method):
         with torch.no_grad():
             src_feats = self.source["backbone"](x)
             tgt_logits = self.target_teacher["head"](self.target_teacher["backbone"](x))
-        loss = c.target_weight * distillation(logits, tgt_logits, c.temperature)
+        loss = c.target_weight * self.record("target_distillation", distillation(logits, tgt_logits, c.temperature))
         for j in range(task_id):
             loss = loss + c.source_weight * distillation(self.heads(feats, j), self.source["heads"](src_feats, j),
                                                          c.temperature)

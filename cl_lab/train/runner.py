@@ -107,6 +107,13 @@ class RunConfig:
     run_name: str | None = param(None, "run directory name (default: stream_method_backbone_seedN-<config hash>)")
     resume: bool = param(True, "resume an interrupted run in the same directory")
     progress: bool = param(True, "show tqdm progress bars")
+    loggers: list[Literal["tensorboard", "mlflow", "wandb"]] = param(
+        [], "experiment trackers to log to as well (the 'tracking' extra): 'tensorboard', 'mlflow', 'wandb'; the run "
+        "directory stays the record, and a tracker that is missing or fails is a one-line warning")
+    log_every: int = param(10, "log the named loss terms and the learning rate to the trackers every N steps", ge=1,
+                           le=10**9)
+    tracking_uri: str | None = param(None, "MLflow tracking URI (default: the SQLite store <out>/mlflow.db)")
+    experiment: str = param("cl_lab", "MLflow experiment / W&B project the run is logged under")
 
     def validate(self) -> None:
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
@@ -200,6 +207,8 @@ COMPARED = ("method", "method_config", "backbone", "pretrained", "weights_sha256
             "epochs", "batch_size", "seed", "stream", "bn_stats", "eval_split", "memory_format", "backbone_sha256",
             "scenario", "eval_every", "eval_images")
 """The settings a run directory is tied to: resuming with any of them changed is refused."""
+TRACKING = ("loggers", "log_every", "tracking_uri", "experiment")
+"""Where a run is also logged (``cl_lab.tracking``): never part of a run's or a study's identity."""
 IDENTITY_DEFAULTS = {"memory_format": "auto", "backbone_sha256": None, "scenario": "task", "eval_every": None,
                      "eval_images": 200}
 """Identity settings added after runs existed: at these values they leave a run's name and checkpoint
@@ -258,14 +267,16 @@ def batch_starts(n: int, batch_size: int) -> list[int]:
 
 
 def train_task(method: Method, task: Task, task_id: int, cfg: RunConfig, device: torch.device,
-               generator: torch.Generator, probe: Callable[[int, int], float] | None = None) -> dict[str, float]:
+               generator: torch.Generator, probe: Callable[[int, int], float] | None = None,
+               log: Callable[[int], None] | None = None) -> dict[str, float]:
     """Run ``cfg.epochs`` epochs of ``method.observe`` over the task's training split.
 
     Images live on the device in the run's memory format (a mini-batch drawn from a
     channels-last tensor stays channels-last); losses are summed on the device, so the
     host waits for the device once per epoch, not once per step. ``probe(step, epoch)``
     (``eval_every``) runs before the first step, after every ``cfg.eval_every`` steps and after
-    the last; it returns its seconds, which ``train_seconds`` leaves out."""
+    the last; it returns its seconds, which ``train_seconds`` leaves out. ``log(step)`` (experiment
+    trackers) runs after every ``cfg.log_every`` steps."""
     x_all = task.train.float_images().to(device).contiguous(memory_format=resolve_memory_format(cfg.memory_format))
     y_all = task.train.labels().to(device)
     n, bs = len(y_all), cfg.batch_size
@@ -287,6 +298,8 @@ def train_task(method: Method, task: Task, task_id: int, cfg: RunConfig, device:
                 total += method.observe(x_all[idx], y_all[idx], task_id)
             next(it, None)
             step += 1
+            if log is not None and step % cfg.log_every == 0:
+                log(step)
             if probe is not None and (step % cfg.eval_every == 0 or step == cfg.epochs * len(starts)):
                 probing += probe(step, epoch)
         total = float(total)
@@ -487,7 +500,6 @@ def pretrain_on_first_task(backbone: Backbone, task: Task, epochs: int, lr: floa
 def _train_stream(rd: RunDir, ts: TaskStream, method_cls: type[Method], mcfg: Any, cfg: RunConfig, bb: Backbone,
                   pretrained: str | None, device: torch.device) -> RunResult:
     run_dir, resolved = rd.path, rd.config
-    start, R, costs, steps = 0, np.full((len(ts), len(ts)), np.nan), [], []
     ckpt = rd.load_checkpoint() if rd.resumed else None
     if pretrained == "first-task":
         if ckpt is None:
@@ -503,6 +515,40 @@ def _train_stream(rd: RunDir, ts: TaskStream, method_cls: type[Method], mcfg: An
     except ValueError as e:
         raise ConfigError(f"run: {e}") from None
     names = [t.name for t in ts]
+    trackers = None
+    if cfg.loggers and start_task(ckpt) < len(ts):
+        from .. import tracking
+
+        trackers = tracking.open_run(cfg.loggers, rd.path.parent, rd.path.name, resolved, run_dir,
+                                     uri=cfg.tracking_uri, experiment=cfg.experiment)
+    try:
+        return _train_tasks(rd, ts, learner, cfg, ckpt, names, device, fmt, trackers)
+    except BaseException:
+        if trackers:
+            trackers.finish(None, names, "", failed=True)
+        raise
+
+
+def start_task(ckpt: dict[str, Any] | None) -> int:
+    """The first task a run still has to train (after a checkpoint's last completed task)."""
+    return 0 if ckpt is None else ckpt["completed"] + 1
+
+
+def _tracker_log(trackers, learner: Method, offset: int) -> Callable[[int], None]:
+    """``train_task``'s ``log``: the step's named loss terms and learning rate, against the global step."""
+    def log(step: int) -> None:
+        values = {f"train/{k}": float(v) for k, v in (learner.terms or {}).items()}
+        if learner.optimizer is not None:
+            values["train/lr"] = float(learner.optimizer.param_groups[0]["lr"])
+        trackers.step(values, offset + step)
+
+    return log
+
+
+def _train_tasks(rd: RunDir, ts: TaskStream, learner: Method, cfg: RunConfig, ckpt: dict[str, Any] | None,
+                 names: list[str], device: torch.device, fmt: torch.memory_format, trackers) -> RunResult:
+    run_dir, resolved, method_cls = rd.path, rd.config, type(learner)
+    start, R, costs, steps = 0, np.full((len(ts), len(ts)), np.nan), [], []
     if ckpt is not None:  # verified by RunDir: written by this configuration (method and stream included)
         learner.restore(ckpt["state"])
         learner.to(device, memory_format=fmt)
@@ -512,6 +558,7 @@ def _train_stream(rd: RunDir, ts: TaskStream, method_cls: type[Method], mcfg: An
         results.write_progress(rd, R[: start], names, costs, len(ts), steps)
     if start >= len(ts):
         return RunResult(run_dir, R, resolved, names)
+    learner.terms = {} if trackers else None
     rd.training()
     for i in _bar(range(start, len(ts)), cfg.progress, desc=f"{method_cls.name} on {ts.name}", initial=start,
                   total=len(ts)):
@@ -527,10 +574,11 @@ def _train_stream(rd: RunDir, ts: TaskStream, method_cls: type[Method], mcfg: An
         given = cfg.scenario == "task"  # the task id at test: task-IL only
         train_macs, infer_macs = _macs_per_image(learner, xb, yb, i, i if given else None, cfg.amp)
         probe = None
+        offset = sum(cfg.epochs * len(batch_starts(len(ts[k].train), cfg.batch_size)) for k in range(i))
         if cfg.eval_every is not None:
-            offset = sum(cfg.epochs * len(batch_starts(len(ts[k].train), cfg.batch_size)) for k in range(i))
             probe = _step_probe(learner, ts, i, offset, cfg, device, fmt, steps, given)
-        log = train_task(learner, task, i, cfg, device, gen, probe)
+        log = train_task(learner, task, i, cfg, device, gen, probe,
+                         _tracker_log(trackers, learner, offset) if trackers else None)
         learner.end_task(i, task)
         t0 = time.perf_counter()
         for j in range(i + 1):
@@ -552,4 +600,8 @@ def _train_stream(rd: RunDir, ts: TaskStream, method_cls: type[Method], mcfg: An
         rd.save_checkpoint({"completed": i, "state": learner.checkpoint_state(), "R": torch.from_numpy(R.copy()),
                             "costs": costs, **({"steps": steps} if cfg.eval_every is not None else {})})
         results.write_progress(rd, R[: i + 1], names, costs, len(ts), steps)
+        if trackers:
+            trackers.task(R, i, names, costs[-1])
+    if trackers:
+        trackers.finish(R, names, f"{method_cls.name} on {ts.name}")
     return RunResult(run_dir, R, resolved, names)
