@@ -1,4 +1,5 @@
-"""Command line: ``cl-lab run|tune|streams|methods|generate|tradeoff|mdl|report|grade|summary|export|log`` (also ``python -m cl_lab``)."""
+"""Command line: ``cl-lab run|tune|streams|methods|generate|tradeoff|mdl|report|grade|summary|export|log``
+(also ``python -m cl_lab``)."""
 
 from __future__ import annotations
 

@@ -525,7 +525,7 @@ class TrackerUI:
         return [str(exe) if exe.exists() else "tensorboard", "--logdir", str(self.out / "tensorboard"),
                 "--host", "127.0.0.1", "--port", str(self.port)]
 
-    def __enter__(self) -> "TrackerUI":
+    def __enter__(self) -> TrackerUI:
         import subprocess
         import urllib.request
 
