@@ -86,3 +86,20 @@ def sha256_file(path: str | Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+RUN_LOG_ENV = "CL_LAB_RUN_LOG"
+"""When set to a file path, every run (and MDL setup) that finishes appends one line there: ``cl-lab report``
+prints them while a notebook executes, so long notebooks show progress."""
+
+
+def announce(line: str) -> None:
+    """Append ``line`` to the ``CL_LAB_RUN_LOG`` file when one is set; never fails the caller."""
+    path = os.environ.get(RUN_LOG_ENV)
+    if not path:
+        return
+    try:
+        with open(path, "a") as f:
+            f.write(line.replace("\n", " ") + "\n")
+    except OSError:
+        pass  # progress lines are a courtesy, never a reason to fail a run

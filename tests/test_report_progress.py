@@ -25,3 +25,32 @@ def test_the_report_set_prints_progress_and_estimates_from_the_last_run(tmp_path
     run_report_set(out, only=["01_task_stream"], notebook_dir=nbs)
     again = capsys.readouterr().out
     assert f"executing (about {timings['01_task_stream']:.0f} s;" in again and "[1/1] 01_task_stream: ok" in again
+
+
+def test_a_notebook_that_trains_prints_a_line_per_finished_run(tmp_path, capsys):
+    """Minutes of training inside one notebook are not silent: the runs its kernel finishes appear as they end."""
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                           "language": "python"},
+                                            "language_info": {"name": "python"}})
+    nb.cells = [nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell(
+                    "from cl_lab.lab.runs import run_methods\n"
+                    f"rs = run_methods(['sgd', 'sgd-ll'], 'synth-mini', epochs=1, n_tasks=2, pretrained=None, "
+                    f"progress=False, out={str(tmp_path / 'runs')!r})")]
+    nbformat.write(nb, nbs / "01_task_stream.ipynb")
+    (o,) = run_report_set(tmp_path / "reports", only=["01_task_stream"], notebook_dir=nbs)
+    text = capsys.readouterr().out
+    assert o.ok, o.error
+    lines = [line for line in text.splitlines() if "01_task_stream: run " in line]
+    assert len(lines) == 2, text
+    assert "run 1 done at" in lines[0] and "sgd on synth-mini" in lines[0] and "avg acc" in lines[0]
+    assert "sgd-ll on synth-mini" in lines[1]
+    assert not list((tmp_path / "reports").glob(".*.runs.log"))  # the progress file is removed
+    # inside the notebook: one line per run with its position and what is left
+    import nbformat as nbf
+
+    cell = nbf.read(str(tmp_path / "reports" / "01_task_stream.ipynb"), as_version=4).cells[-1]
+    shown = "".join(out.get("text", "") for out in cell.outputs)
+    assert "[1/2] sgd: avg acc" in shown and "min left" in shown and "[2/2] sgd-ll: avg acc" in shown

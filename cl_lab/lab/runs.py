@@ -32,17 +32,28 @@ def run_methods(methods: Any, stream: Any, **run_kwargs: Any) -> dict[str, Any]:
     """Run each method that is available; say which are missing and which diverged instead of failing.
 
     Run directories are named from the configuration (``cl_lab.rundir.default_name``), so
-    notebooks sharing one ``out`` with other settings never collide."""
-    from ..train import TrainingDiverged, run
+    notebooks sharing one ``out`` with other settings never collide. Every run is validated before
+    the first trains; a line per finished run says its result, its time and about how long the
+    rest will take."""
+    import time
+
+    from ..train import TrainingDiverged
+    from ..train.runner import execute, prepare
 
     available, missing = resolve_methods(methods)
     report_missing(missing)
-    results = {}
-    for name in available:
+    plans = {name: prepare(name, stream, **run_kwargs) for name in available}
+    results, t0 = {}, time.perf_counter()
+    for i, (name, plan) in enumerate(plans.items(), 1):
+        t = time.perf_counter()
         try:
-            results[name] = run(name, stream, **run_kwargs)
+            results[name] = r = execute(plan)
         except TrainingDiverged as e:
             print(f"method {name!r} diverged and is left out: {e}")
+            continue
+        left = (time.perf_counter() - t0) / i * (len(plans) - i)
+        print(f"[{i}/{len(plans)}] {name}: avg acc {r.summary()['avg_accuracy']:.3f} ({time.perf_counter() - t:.0f} s"
+              + (f"; about {left / 60:.1f} min left)" if i < len(plans) else ")"), flush=True)
     return results
 
 

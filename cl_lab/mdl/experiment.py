@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from .. import metrics
+from .._io import announce
 from ..config import ConfigError, build, param
 from ..data import load_stream
 from ..data.task import Task
@@ -390,6 +391,8 @@ def _run_setups(rd: RunDir, cfg: MDLConfig, space: SearchSpace, domains: list[Ta
     def save(name: str, result: dict) -> None:
         rd.write_text(f"setups/{name}.json", json.dumps(result))
         finished[name] = result
+        announce(f"MDL setup {name}: mean accuracy {sum(r['accuracy'] for r in result['domains'].values()) / len(domains):.3f}"
+                 f" ({result['seconds']:.0f} s)")
         log(f"{name}: mean accuracy {sum(r['accuracy'] for r in result['domains'].values()) / len(domains):.3f}, "
             f"{result['unique_params']:,} parameters, {result['seconds']:.0f} s")
         for who in not_converged([result]):

@@ -110,6 +110,50 @@ def clean_running(out: Path) -> list[Path]:
     return stale
 
 
+class RunLines:
+    """While a notebook executes, print a line for each run its kernel finishes (the runner appends them
+    to the file named by ``CL_LAB_RUN_LOG``): long notebooks show progress instead of minutes of silence."""
+
+    def __init__(self, path: Path, name: str, interval: float = 1.0):
+        import threading
+
+        from .._io import RUN_LOG_ENV
+
+        self.path, self.name, self.interval = path, name, interval
+        self.path.unlink(missing_ok=True)
+        self.previous = os.environ.get(RUN_LOG_ENV)
+        os.environ[RUN_LOG_ENV] = str(path)
+        self.done, self.count, self.t0 = threading.Event(), 0, time.perf_counter()
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+        self.thread.start()
+
+    def _flush(self) -> None:
+        try:
+            lines = self.path.read_text().splitlines()
+        except OSError:
+            return
+        for line in lines[self.count:]:
+            print(f"    {self.name}: run {self.count + 1} done at {time.perf_counter() - self.t0:.0f} s: "
+                  f"{line}", flush=True)
+            self.count += 1
+
+    def _watch(self) -> None:
+        while not self.done.wait(self.interval):
+            self._flush()
+
+    def stop(self) -> None:
+        from .._io import RUN_LOG_ENV
+
+        self.done.set()
+        self.thread.join()
+        self._flush()
+        self.path.unlink(missing_ok=True)
+        if self.previous is None:
+            os.environ.pop(RUN_LOG_ENV, None)
+        else:
+            os.environ[RUN_LOG_ENV] = self.previous
+
+
 def execute(name: str, params: Mapping[str, Any], out_nb: Path, html_file: Path, *, cwd: Path,
             notebook_dir: Path | None = None, threads: int | None = None, progress_bar: bool = False) -> Outcome:
     """Execute one notebook with papermill (kernel ``python3``) and render it; never raises for notebook errors."""
@@ -124,6 +168,7 @@ def execute(name: str, params: Mapping[str, Any], out_nb: Path, html_file: Path,
     # papermill writes the notebook cell by cell: into a hidden file, renamed when execution ends, so a
     # killed execution never leaves a half-run notebook under the report's name (cleaned on the next run)
     running = running_path(out_nb)
+    watcher = RunLines(out_nb.with_name(f".{out_nb.stem}.runs.log"), name)
     try:
         for attempt in range(1, KERNEL_START_ATTEMPTS + 1):
             try:
@@ -139,6 +184,7 @@ def execute(name: str, params: Mapping[str, Any], out_nb: Path, html_file: Path,
         if running.exists():
             os.replace(running, out_nb)
     finally:
+        watcher.stop()
         for k, v in env_before.items():
             if v is None:
                 os.environ.pop(k, None)

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from .. import __version__, results
+from .._io import RUN_LOG_ENV, announce
 from ..config import ConfigError, build, param
 from ..data.incremental import for_scenario
 from ..data.streams import STREAMS, embedded_task_names, load_stream
@@ -411,8 +412,16 @@ def run(method: str = "sgd", stream: str | TaskStream = "synth-10", *, backbone:
     return execute(prepare(method, stream, backbone=backbone, **kwargs))
 
 
+def _announce(result: RunResult, seconds: float) -> None:
+    if os.environ.get(RUN_LOG_ENV):
+        s, c = result.summary(), result.config
+        announce(f"{c['method']} on {c['stream']['name']} seed {c['seed']}: avg acc {s['avg_accuracy']:.3f} "
+                 f"({seconds:.0f} s)")
+
+
 def execute(plan: RunPlan) -> RunResult:
     """Carry out a prepared run: load the stream, build the backbone, train, write the run directory."""
+    t_start = time.perf_counter()
     method_cls, cfg, mcfg, user_module = plan.method, plan.config, plan.method_config, plan.backbone_module
     out = Path(cfg.out).expanduser()
     check_out_dir(out)
@@ -455,7 +464,9 @@ def execute(plan: RunPlan) -> RunResult:
     resolved["run_name"] = run_name
     with RunDir(out / run_name, resolved, COMPARED, resume=cfg.resume, hash_defaults=IDENTITY_DEFAULTS) as rd:
         try:
-            return _train_stream(rd, ts, method_cls, mcfg, cfg, bb, pretrained, device)
+            result = _train_stream(rd, ts, method_cls, mcfg, cfg, bb, pretrained, device)
+            _announce(result, time.perf_counter() - t_start)
+            return result
         except BaseException:
             rd.discard_if_empty()  # failed before its first checkpoint: leave no directory behind
             raise
