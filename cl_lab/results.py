@@ -107,6 +107,14 @@ def task_names(run_dir: str | Path) -> list[str]:
     return [t["name"] for t in read_config(run_dir)["stream"]["tasks"]]
 
 
+def run_status(run_dir: str | Path) -> str:
+    """'complete', 'running' (stopped or still training) or 'unknown' (no readable ``summary.json``)."""
+    try:
+        return json.loads((Path(run_dir) / "summary.json").read_text()).get("status", "unknown")
+    except (OSError, ValueError):
+        return "unknown"
+
+
 def read_config(run_dir: str | Path) -> dict[str, Any]:
     return json.loads((Path(run_dir) / "config.json").read_text())
 

@@ -111,14 +111,13 @@ def task_scalars(R: np.ndarray, i: int, task_names: Sequence[str], cost: Mapping
 
 
 def figures(R: np.ndarray, task_names: Sequence[str], title: str) -> dict[str, Any]:
-    """Matplotlib figures of a run: the accuracy matrix and first-task accuracy over time."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    """Matplotlib figures of a run: the accuracy matrix and first-task accuracy over time (``Figure``
+    objects, without pyplot: the session's plotting backend is left alone)."""
+    from matplotlib.figure import Figure
 
     n = R.shape[0]
-    heat, ax = plt.subplots(figsize=(1.2 + 0.45 * R.shape[1], 1.0 + 0.4 * n))
+    heat = Figure(figsize=(1.2 + 0.45 * R.shape[1], 1.0 + 0.4 * n))
+    ax = heat.subplots()
     im = ax.imshow(np.ma.masked_invalid(R), vmin=0, vmax=1, cmap="viridis")
     ax.set_xticks(range(R.shape[1]), [f"{j + 1}" for j in range(R.shape[1])])
     ax.set_yticks(range(n), [f"{i + 1}" for i in range(n)])
@@ -127,7 +126,8 @@ def figures(R: np.ndarray, task_names: Sequence[str], title: str) -> dict[str, A
     ax.set_title(f"accuracy matrix: {title}", fontsize=9)
     heat.colorbar(im, ax=ax)
     heat.tight_layout()
-    curve, ax = plt.subplots(figsize=(5, 3))
+    curve = Figure(figsize=(5, 3))
+    ax = curve.subplots()
     ax.plot(range(1, n + 1), R[:, 0], marker="o")
     ax.set_ylim(0, 1)
     ax.set_xlabel("tasks learnt")
@@ -151,6 +151,10 @@ class Tracker:
     def start(self, run_name: str, params: dict[str, Any], run_dir: Path, resume_id: str | None) -> str | None:
         raise NotImplementedError
 
+    def has(self, run_dir: Path) -> bool:
+        """Whether this tracker already holds the run directory (a backfill skips it)."""
+        return False
+
     def scalars(self, values: dict[str, float], step: int, axis: str) -> None:
         raise NotImplementedError
 
@@ -172,6 +176,10 @@ class TensorBoardTracker(Tracker):
         self.w.add_text("run_dir", str(run_dir))
         self.w.add_text("config", "\n".join(f"    {k}: {v}" for k, v in params.items()))
         return None
+
+    def has(self, run_dir):
+        d = Path(self.uri) if self.uri else self.out / "tensorboard" / Path(run_dir).name
+        return d.is_dir() and any(d.glob("events.out.tfevents.*"))
 
     def scalars(self, values, step, axis):
         for k, v in values.items():
@@ -199,16 +207,22 @@ class MLflowTracker(Tracker):
         for name in ("mlflow", "alembic"):  # after the import: mlflow sets its own levels then
             logging.getLogger(name).setLevel(logging.ERROR)
 
+        from filelock import FileLock
+
         default = self.uri is None
         uri = default_mlflow_uri(self.out) if default else self.uri
         self.out.mkdir(parents=True, exist_ok=True)
-        self.client = c = MlflowClient(tracking_uri=uri)
-        exp = c.get_experiment_by_name(self.experiment)
-        if exp is None:
-            artifacts = (self.out / "mlartifacts").resolve().as_uri() if default else None
-            exp_id = c.create_experiment(self.experiment, artifact_location=artifacts)
-        else:
-            exp_id = exp.experiment_id
+        # the parallel points of a sweep or a study share one SQLite store: creating its tables and the
+        # experiment is done by one process at a time
+        with FileLock(str(self.out / ".mlflow.lock")):
+            self.client = c = MlflowClient(tracking_uri=uri)
+            exp = c.get_experiment_by_name(self.experiment)
+            if exp is None:
+                artifacts = (self.out / "mlartifacts").resolve().as_uri() if default else None
+                exp_id = c.create_experiment(self.experiment, artifact_location=artifacts)
+            else:
+                exp_id = exp.experiment_id
+        self.exp_id = exp_id
         if resume_id is not None:
             try:
                 c.update_run(resume_id, status="RUNNING")
@@ -216,10 +230,33 @@ class MLflowTracker(Tracker):
                 return resume_id
             except Exception:  # noqa: BLE001 - the store was replaced: a new run
                 pass
-        run = c.create_run(exp_id, run_name=run_name, tags={"cl_lab.run_dir": str(run_dir)})
+        run = self._retry(lambda: c.create_run(exp_id, run_name=run_name, tags={"cl_lab.run_dir": str(run_dir)}))
         self.run_id = run.info.run_id
-        c.log_batch(self.run_id, params=[Param(k[:250], str(v)[:6000]) for k, v in params.items()])
+        self._retry(lambda: c.log_batch(self.run_id, params=[Param(k[:250], str(v)[:6000]) for k, v in params.items()]))
         return self.run_id
+
+    @staticmethod
+    def _retry(call, tries: int = 6):
+        """SQLite answers 'database is locked' while another point writes: wait and try again."""
+        for i in range(tries):
+            try:
+                return call()
+            except Exception as e:  # noqa: BLE001
+                if "locked" not in str(e).lower() or i == tries - 1:
+                    raise
+                time.sleep(0.2 * 2 ** i)
+
+    def has(self, run_dir: Path) -> bool:
+        """Whether the store already holds a run of this run directory (a backfill skips it)."""
+        from mlflow.tracking import MlflowClient
+
+        c = MlflowClient(tracking_uri=default_mlflow_uri(self.out) if self.uri is None else self.uri)
+        exp = c.get_experiment_by_name(self.experiment)
+        if exp is None:
+            return False
+        safe = str(run_dir).replace("'", "\\'")
+        return bool(c.search_runs([exp.experiment_id], filter_string=f"tags.`cl_lab.run_dir` = '{safe}'",
+                                  max_results=1))
 
     def scalars(self, values, step, axis):
         from mlflow.entities import Metric
@@ -227,14 +264,14 @@ class MLflowTracker(Tracker):
         now = int(time.time() * 1000)
         ms = [Metric(k, v, now, step) for k, v in values.items()]
         for b in range(0, len(ms), 1000):
-            self.client.log_batch(self.run_id, metrics=ms[b: b + 1000])
+            self._retry(lambda b=b: self.client.log_batch(self.run_id, metrics=ms[b: b + 1000]))
 
     def figures(self, figs, step):
         for k, fig in figs.items():
             self.client.log_figure(self.run_id, fig, f"figures/{k}.png")
 
     def finish(self, params, final, failed):
-        self.client.set_terminated(self.run_id, status="FAILED" if failed else "FINISHED")
+        self._retry(lambda: self.client.set_terminated(self.run_id, status="FAILED" if failed else "FINISHED"))
 
 
 def default_mlflow_uri(out: Path) -> str:
@@ -323,52 +360,64 @@ class RunTrackers:
                      "the run goes on, its run directory is the record")
                 self.active.remove(t)
 
-    def start(self, run_name: str, config: Mapping[str, Any], run_dir: Path) -> None:
-        self.params = flat_params({k: v for k, v in config.items() if k not in ("versions",)})
+    def start(self, run_name: str, config: Mapping[str, Any], run_dir: Path, resume: bool = True) -> None:
+        """Start each tracker's run. With ``resume``, a run id kept in ``<run>/tracking.json`` (a resumed
+        run) is continued; ``self.ids`` holds the ids to keep there (the runner writes them with its
+        checkpoint, so a run that fails before its first checkpoint still leaves nothing behind)."""
+        self.params = flat_params({k: v for k, v in config.items() if k not in ("versions", "tracking_uri")})
         self.params["run_dir"] = str(run_dir)
         ids_file = Path(run_dir) / "tracking.json"
-        try:
-            ids = json.loads(ids_file.read_text()) if ids_file.exists() else {}
-        except (OSError, ValueError):
-            ids = {}
-        new: dict[str, str] = {}
+        ids: dict[str, str] = {}
+        if resume and ids_file.exists():
+            try:
+                ids = json.loads(ids_file.read_text())
+            except (OSError, ValueError):
+                ids = {}
+        self.ids = dict(ids)
 
         def go(t: Tracker) -> None:
             rid = t.start(run_name, self.params, Path(run_dir), ids.get(t.name))
             if rid is not None:
-                new[t.name] = rid
+                self.ids[t.name] = rid
 
         self._each("start", go)
-        if new and new != ids:
-            try:
-                tmp = ids_file.with_suffix(".json.tmp")
-                tmp.write_text(json.dumps({**ids, **new}))
-                os.replace(tmp, ids_file)
-            except OSError as e:
-                warn(f"could not record the tracker run ids in {ids_file} ({e}); a resumed run starts new ones")
 
-    def step(self, values: dict[str, float], step: int) -> None:
-        self._each("step", lambda t: t.scalars(values, step, "step"))
+    def _guarded(self, what: str, call) -> None:
+        """Work on our side of the trackers (numbers, figures): a failure drops every tracker, never the run."""
+        try:
+            call()
+        except Exception as e:  # noqa: BLE001 - a tracker never stops a run
+            warn(f"logging stopped ({what}: {type(e).__name__}: {str(e).strip()[:200]}); the run goes on, its run "
+                 "directory is the record")
+            self.active = []
+
+    def step(self, values: Mapping[str, Any], step: int) -> None:
+        self._guarded("step", lambda: self._each("step", lambda t, v=_finite(
+            {k: float(x) for k, x in values.items()}): t.scalars(v, step, "step")))
 
     def task(self, R: np.ndarray, i: int, task_names: Sequence[str], cost: Mapping[str, Any] | None) -> None:
-        values = task_scalars(R, i, task_names, cost)
-        self._each("task", lambda t: t.scalars(values, i + 1, "task"))
+        def go() -> None:
+            values = task_scalars(R, i, task_names, cost)
+            self._each("task", lambda t: t.scalars(values, i + 1, "task"))
 
-    def finish(self, R: np.ndarray | None, task_names: Sequence[str], title: str, failed: bool = False) -> None:
+        self._guarded("task", go)
+
+    def finish(self, R: np.ndarray | None, task_names: Sequence[str], title: str, failed: bool = False,
+               partial: bool = False) -> None:
         final: dict[str, float] = {}
-        if R is not None and len(R) and not failed:
-            from . import metrics as M
 
-            final = _finite({"avg_accuracy": float(M.average_accuracy(R)[-1]), "bwt": M.bwt(R),
-                             "forgetting": M.forgetting(R)})
-            if self.active:
-                import matplotlib.pyplot as plt
+        def go() -> None:
+            if R is not None and len(R) and not failed:
+                from . import metrics as M
 
-                figs = figures(R, task_names, title)
-                self._each("figures", lambda t: t.figures(figs, len(R)))
-                for f in figs.values():
-                    plt.close(f)
-        self._each("finish", lambda t: t.finish(self.params, final, failed))
+                final.update(_finite({"avg_accuracy": float(M.average_accuracy(R)[-1]), "bwt": M.bwt(R),
+                                      "forgetting": M.forgetting(R)}))
+                if self.active:
+                    figs = figures(R, task_names, title)
+                    self._each("figures", lambda t: t.figures(figs, len(R)))
+
+        self._guarded("figures", go)
+        self._each("finish", lambda t: t.finish(self.params, final, failed or partial))
         self.active = []
 
 
@@ -406,9 +455,13 @@ def backfill(runs: str | Path, to: Sequence[str], *, out: str | Path | None = No
         names = results.task_names(d)
         costs = results.read_table(d, "costs.csv").to_dict("records") if (d / "costs.csv").exists() else []
         t = RunTrackers(to, base, uri=uri, experiment=experiment)
+        held = [x.name for x in t.active if _safe_has(x, d)]
+        if held:
+            warn(f"{d.name} is already in {', '.join(held)}; skipped there")
+            t.active = [x for x in t.active if x.name not in held]
         if not t:
             continue
-        t.start(cfg.get("run_name", d.name), cfg, d)
+        t.start(cfg.get("run_name", d.name), cfg, d, resume=False)  # a copy of its own; the run dir is only read
         steps = d / "steps.csv"
         if steps.exists():
             import pandas as pd
@@ -418,9 +471,18 @@ def backfill(runs: str | Path, to: Sequence[str], *, out: str | Path | None = No
                        int(r.global_step))
         for i in range(R.shape[0]):
             t.task(R, i, names, costs[i] if i < len(costs) else None)
-        t.finish(R, names, f"{cfg['method']} on {cfg['stream']['name'] if isinstance(cfg['stream'], dict) else cfg['stream']}")
+        complete = results.run_status(d) == "complete"
+        stream = cfg["stream"]["name"] if isinstance(cfg["stream"], dict) else cfg["stream"]
+        t.finish(R, names, f"{cfg['method']} on {stream}", partial=not complete)
         sent += 1
     return sent
+
+
+def _safe_has(t: Tracker, run_dir: Path) -> bool:
+    try:
+        return t.has(run_dir)
+    except Exception:  # noqa: BLE001 - cannot tell: send it
+        return False
 
 
 EXPORT_FORMATS = ("parquet", "csv")
@@ -465,7 +527,7 @@ def log_mdl(run_dir: str | Path, to: Sequence[str], *, out: str | Path | None = 
                     experiment=experiment)
     if not t:
         return False
-    t.start(d.name, r["config"], d)
+    t.start(d.name, r["config"], d, resume=False)
     final: dict[str, float] = {}
     for row in r["summary"].to_dict("records"):
         vals = {f"mdl/{row['setup']}/{k}": v for k, v in _finite(row).items()}

@@ -291,8 +291,11 @@ def test_export_writes_the_results_table_and_backfill_sends_old_runs(tmp_path, c
     np.testing.assert_allclose(back.accuracy, want.accuracy)
     assert main(["export", str(tmp_path / "empty-not-there"), "--to", "csv"]) == 2
     assert "does not exist" in capsys.readouterr().err
-    # backfill: a run made without trackers, sent afterwards
+    # backfill: a run made without trackers, sent afterwards (and only once)
     assert main(["log", str(out), "--to", "mlflow", "tensorboard"]) == 0
+    assert main(["log", str(out), "--to", "mlflow", "tensorboard"]) == 1
+    assert "already in mlflow, tensorboard; skipped there" in capsys.readouterr().err
+    assert not (r.run_dir / "tracking.json").exists()  # a backfill only reads the run directory
     c, runs = _mlflow_runs(out)
     (run,) = runs
     assert run.data.params["method"] == "sgd" and run.info.run_name == r.run_dir.name
@@ -326,8 +329,10 @@ def test_the_mlflow_and_tensorboard_uis_show_the_accuracy_curve(logged):
             page.get_by_text(f"01_{r.task_names[0]}", exact=True).first.wait_for(timeout=60_000)
             page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)  # the charts are drawn, not only named
             page.goto(f"{tb.url}?darkMode=false#timeseries&tagFilter=accuracy")
-            page.get_by_text(f"/01_{r.task_names[0]}").first.wait_for(timeout=60_000)
-            assert tag.split("/")[0] in page.inner_text("body") and page.locator("svg").count() >= 1
+            card = page.locator("card-view, .card", has_text=f"/01_{r.task_names[0]}").first
+            card.wait_for(timeout=60_000)
+            card.locator("canvas, svg path").first.wait_for(timeout=60_000)  # a drawn line chart in the tag's card
+            assert tag.split("/")[0] in page.inner_text("body")
         finally:
             browser.close()
     import urllib.request
@@ -335,3 +340,56 @@ def test_the_mlflow_and_tensorboard_uis_show_the_accuracy_curve(logged):
     for ui in (ml, tb):  # both servers stopped
         with pytest.raises(OSError):
             urllib.request.urlopen(ui.url, timeout=2)
+
+
+def test_a_resumed_run_continues_its_tracker_run_and_a_failed_start_leaves_nothing(tmp_path, monkeypatch):
+    import cl_lab.train.runner as runner
+
+    real, calls = runner.train_task, []
+
+    def stopped_at_task_2(method, task, task_id, *a, **k):
+        calls.append(task_id)
+        if task_id == 1 and calls.count(1) == 1:
+            raise KeyboardInterrupt  # a kill between tasks 1 and 2
+        return real(method, task, task_id, *a, **k)
+
+    monkeypatch.setattr(runner, "train_task", stopped_at_task_2)
+    out = tmp_path / "runs"
+    with pytest.raises(KeyboardInterrupt):
+        cl_lab.run("sgd", "synth-mini", out=str(out), loggers=["mlflow"], **FAST)
+    _, runs = _mlflow_runs(out)
+    assert [x.info.status for x in runs] == ["FAILED"]
+    r = cl_lab.run("sgd", "synth-mini", out=str(out), loggers=["mlflow"], **FAST)  # resumes after task 1
+    c, runs = _mlflow_runs(out)
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    hist = sorted(c.get_metric_history(runs[0].info.run_id, f"accuracy/01_{r.task_names[0]}"), key=lambda m: m.step)
+    assert [m.step for m in hist] == [1, 2, 3]
+    np.testing.assert_allclose([m.value for m in hist], r.R[:, 0], atol=1e-6)
+    # a run that fails before its first checkpoint leaves no directory behind, trackers or not
+    calls.clear()
+    monkeypatch.setattr(runner, "train_task", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom")))
+    with pytest.raises(RuntimeError):
+        cl_lab.run("sgd-ll", "synth-mini", out=str(tmp_path / "failed"), loggers=["mlflow", "tensorboard"], **FAST)
+    assert not list((tmp_path / "failed").glob("synth-mini_*"))
+
+
+def test_wandb_stays_offline_unless_the_user_configured_it(monkeypatch, tmp_path):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    assert tracking.wandb_mode() == "offline"
+    (tmp_path / ".netrc").write_text("machine api.wandb.ai\n  login user\n  password x\n")
+    assert tracking.wandb_mode() == "online"
+    (tmp_path / ".netrc").unlink()
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    assert tracking.wandb_mode() == "online"
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    assert tracking.wandb_mode() == "disabled"
+
+
+def test_credentials_in_a_tracking_uri_are_not_recorded():
+    from cl_lab.train.runner import redact_uri
+
+    assert redact_uri("https://user:token@mlflow.example.org/x") == "https://***@mlflow.example.org/x"
+    assert redact_uri("sqlite:////tmp/a.db") == "sqlite:////tmp/a.db" and redact_uri(None) is None
+    t = tracking.RunTrackers([], ".")
+    t.start("r", {"tracking_uri": "https://u:p@h", "seed": 0}, __import__("pathlib").Path("."), resume=False)
+    assert "tracking_uri" not in t.params and t.params["seed"] == 0

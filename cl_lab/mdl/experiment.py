@@ -346,9 +346,13 @@ def run_mdl(out: str | Path = "runs", run_name: str | None = None, progress: boo
         with RunDir(out / name, config, what="MDL run") as rd:
             run_dir = _run_setups(rd, cfg, space, domains, progress, workers, threads)
         if loggers:
-            from ..tracking import log_mdl
+            from ..tracking import log_mdl, warn
 
-            log_mdl(run_dir, loggers, out=out, uri=tracking_uri, experiment=experiment)
+            try:
+                log_mdl(run_dir, loggers, out=out, uri=tracking_uri, experiment=experiment)
+            except Exception as e:  # noqa: BLE001 - the finished run directory is the record
+                warn(f"the MDL run was not sent ({type(e).__name__}: {str(e).strip()[:200]}); its run directory is "
+                     f"the record: cl_lab.tracking.log_mdl can send it later")
         return run_dir
     finally:
         torch.set_num_threads(previous)

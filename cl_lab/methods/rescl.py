@@ -182,10 +182,11 @@ class ResCL(Method):
             tgt_logits = self.target_teacher["head"](self.target_teacher["backbone"](x))
         loss = c.target_weight * self.record("target_distillation", distillation(logits, tgt_logits, c.temperature))
         for j in range(task_id):
-            loss = loss + c.source_weight * distillation(self.heads(feats, j), self.source["heads"](src_feats, j),
-                                                         c.temperature)
+            loss = loss + c.source_weight * self.record(
+                f"source_distillation_{j + 1}", distillation(self.heads(feats, j), self.source["heads"](src_feats, j),
+                                                             c.temperature))
         if c.ce_weight:
-            loss = loss + c.ce_weight * F.cross_entropy(logits, y)
+            loss = loss + c.ce_weight * self.record("task_loss", F.cross_entropy(logits, y))
         return loss
 
     def shrink_per_step(self) -> float:

@@ -269,7 +269,7 @@ def batch_starts(n: int, batch_size: int) -> list[int]:
 
 def train_task(method: Method, task: Task, task_id: int, cfg: RunConfig, device: torch.device,
                generator: torch.Generator, probe: Callable[[int, int], float] | None = None,
-               log: Callable[[int], None] | None = None) -> dict[str, float]:
+               log: Callable[[int], float] | None = None) -> dict[str, float]:
     """Run ``cfg.epochs`` epochs of ``method.observe`` over the task's training split.
 
     Images live on the device in the run's memory format (a mini-batch drawn from a
@@ -277,7 +277,8 @@ def train_task(method: Method, task: Task, task_id: int, cfg: RunConfig, device:
     host waits for the device once per epoch, not once per step. ``probe(step, epoch)``
     (``eval_every``) runs before the first step, after every ``cfg.eval_every`` steps and after
     the last; it returns its seconds, which ``train_seconds`` leaves out. ``log(step)`` (experiment
-    trackers) runs after every ``cfg.log_every`` steps."""
+    trackers) runs after every step, logs every ``cfg.log_every``-th step of the run and returns its
+    seconds, left out too."""
     x_all = task.train.float_images().to(device).contiguous(memory_format=resolve_memory_format(cfg.memory_format))
     y_all = task.train.labels().to(device)
     n, bs = len(y_all), cfg.batch_size
@@ -299,8 +300,8 @@ def train_task(method: Method, task: Task, task_id: int, cfg: RunConfig, device:
                 total += method.observe(x_all[idx], y_all[idx], task_id)
             next(it, None)
             step += 1
-            if log is not None and step % cfg.log_every == 0:
-                log(step)
+            if log is not None:
+                probing += log(step)
             if probe is not None and (step % cfg.eval_every == 0 or step == cfg.epochs * len(starts)):
                 probing += probe(step, epoch)
         total = float(total)
@@ -412,6 +413,13 @@ def run(method: str = "sgd", stream: str | TaskStream = "synth-10", *, backbone:
     return execute(prepare(method, stream, backbone=backbone, **kwargs))
 
 
+def redact_uri(uri: str | None) -> str | None:
+    """A tracking URI without the credentials it may carry (``https://user:token@host`` -> ``https://***@host``)."""
+    if uri is None:
+        return None
+    return re.sub(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@]*@", r"\1***@", uri)
+
+
 def _announce(result: RunResult, seconds: float) -> None:
     if os.environ.get(RUN_LOG_ENV):
         s, c = result.summary(), result.config
@@ -451,6 +459,7 @@ def execute(plan: RunPlan) -> RunResult:
         "method_config": dataclasses.asdict(mcfg),
         **{k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("run_name",)},
         "pretrained": pretrained,
+        "tracking_uri": redact_uri(cfg.tracking_uri),
         "weights_sha256": weights_digest(pretrained),
         # a user's module is identified by its structure and initial weights, not its class name
         "backbone_sha256": module_digest(user_module) if user_module is not None else None,
@@ -545,13 +554,19 @@ def start_task(ckpt: dict[str, Any] | None) -> int:
     return 0 if ckpt is None else ckpt["completed"] + 1
 
 
-def _tracker_log(trackers, learner: Method, offset: int) -> Callable[[int], None]:
-    """``train_task``'s ``log``: the step's named loss terms and learning rate, against the global step."""
-    def log(step: int) -> None:
-        values = {f"train/{k}": float(v) for k, v in (learner.terms or {}).items()}
-        if learner.optimizer is not None:
-            values["train/lr"] = float(learner.optimizer.param_groups[0]["lr"])
+def _tracker_log(trackers, learner: Method, offset: int, every: int) -> Callable[[int], float]:
+    """``train_task``'s ``log``: every ``every``-th step of the run (global numbering, across tasks), the
+    step's named loss terms and the learning rate of each parameter group; returns its seconds."""
+    def log(step: int) -> float:
+        if (offset + step) % every:
+            return 0.0
+        t0 = time.perf_counter()
+        values: dict[str, Any] = {f"train/{k}": v for k, v in (learner.terms or {}).items()}
+        groups = learner.optimizer.param_groups if learner.optimizer is not None else []
+        for g, group in enumerate(groups):
+            values["train/lr" if g == 0 else f"train/lr_group{g}"] = group["lr"]
         trackers.step(values, offset + step)
+        return time.perf_counter() - t0
 
     return log
 
@@ -570,6 +585,7 @@ def _train_tasks(rd: RunDir, ts: TaskStream, learner: Method, cfg: RunConfig, ck
     if start >= len(ts):
         return RunResult(run_dir, R, resolved, names)
     learner.terms = {} if trackers else None
+    kept_ids: dict[str, str] = {}  # tracking.json is written when the tracker run ids change
     rd.training()
     for i in _bar(range(start, len(ts)), cfg.progress, desc=f"{method_cls.name} on {ts.name}", initial=start,
                   total=len(ts)):
@@ -589,7 +605,7 @@ def _train_tasks(rd: RunDir, ts: TaskStream, learner: Method, cfg: RunConfig, ck
         if cfg.eval_every is not None:
             probe = _step_probe(learner, ts, i, offset, cfg, device, fmt, steps, given)
         log = train_task(learner, task, i, cfg, device, gen, probe,
-                         _tracker_log(trackers, learner, offset) if trackers else None)
+                         _tracker_log(trackers, learner, offset, cfg.log_every) if trackers else None)
         learner.end_task(i, task)
         t0 = time.perf_counter()
         for j in range(i + 1):
@@ -612,6 +628,9 @@ def _train_tasks(rd: RunDir, ts: TaskStream, learner: Method, cfg: RunConfig, ck
                             "costs": costs, **({"steps": steps} if cfg.eval_every is not None else {})})
         results.write_progress(rd, R[: i + 1], names, costs, len(ts), steps)
         if trackers:
+            if trackers.ids and trackers.ids != kept_ids:  # with the checkpoint: a resumed run continues them
+                rd.write_json("tracking.json", trackers.ids)
+                kept_ids = dict(trackers.ids)
             trackers.task(R, i, names, costs[-1])
     if trackers:
         trackers.finish(R, names, f"{method_cls.name} on {ts.name}")
