@@ -17,6 +17,23 @@ from cl_lab.tracking import TrackerUI
 HERE = Path(__file__).resolve().parent
 
 
+def _try(step) -> None:
+    """A cosmetic step (closing a side panel): skipped where the UI differs."""
+    try:
+        step()
+    except Exception as e:  # noqa: BLE001
+        print(f"skipped a cosmetic step: {type(e).__name__}")
+
+
+def _tensorboard_unsmoothed(page) -> None:
+    box = page.locator("input.slider-input[type=number]").first  # the first is Smoothing
+    box.fill("0")
+    box.dispatch_event("input")
+    box.dispatch_event("change")
+    box.press("Tab")
+    page.locator("button[aria-label='Toggle settings side pane']").click(timeout=5000)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="runs/screenshots")
@@ -38,10 +55,15 @@ def main() -> None:
         page = browser.new_page(viewport={"width": 1400, "height": 900})
         page.goto(f"{ml.url}#/experiments/{exp.experiment_id}/runs/{run.info.run_id}/model-metrics")
         page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
+        _try(lambda: page.get_by_text("Model training", exact=True).first.click(timeout=5000))
+        _try(lambda: page.mouse.click(1363, 35))  # the assistant side panel's close button
+        page.goto(f"{ml.url}#/experiments/{exp.experiment_id}/runs/{run.info.run_id}/model-metrics")
+        page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
         page.wait_for_timeout(3000)
         page.screenshot(path=str(HERE / "img" / "mlflow-run.png"))
-        page.goto(f"{tb.url}?darkMode=false#timeseries&tagFilter=accuracy|train")
+        page.goto(f"{tb.url}?darkMode=false#timeseries&tagFilter=accuracy")
         page.get_by_text("/01_shapes").first.wait_for(timeout=60_000)
+        _try(lambda: _tensorboard_unsmoothed(page))
         page.wait_for_timeout(3000)
         page.screenshot(path=str(HERE / "img" / "tensorboard-run.png"))
         browser.close()
