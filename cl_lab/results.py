@@ -264,11 +264,19 @@ def _config_labels(keys: list[tuple[str, str]], variants: list[dict[str, str]]) 
     differing = {key: _explained_away(vs, sorted({name for v in vs for name in v
                                                   if any(w.get(name) != v[name] for w in vs)}))
                  for key, vs in groups.items()}
+    # a method that also has runs from weights elsewhere in the folder: its runs from random weights say so
+    # even where they are alone on their stream (05's SGD from random weights beside SGD from the backbone)
+    starts: dict[str, set] = {}
+    for (method, _), v in zip(keys, variants):
+        starts.setdefault(method, set()).add(v.get("pretrained"))
     labels = []
     for (method, stream), v in zip(keys, variants):
         names = differing[(method, stream)]
-        labels.append(method if not names else f"{method} (" + ", ".join(
-            f"{name}={v.get(name, '-').strip(chr(34))}" for name in names) + ")")
+        label = method if not names else f"{method} (" + ", ".join(
+            f"{name}={v.get(name, '-').strip(chr(34))}" for name in names) + ")"
+        if "pretrained" not in names and v.get("pretrained") == "null" and len(starts[method]) > 1:
+            label = f"{label} (random weights)" if names else f"{method} (random weights)"
+        labels.append(label)
     return labels
 
 

@@ -64,6 +64,32 @@ def test_task_accuracy_dashboard_opens_on_the_main_stream_and_lists_its_methods(
     d.controls["stream"].value = other
     assert list(d.controls["methods"].options) == ["lwf"] and list(d.controls["seeds"].options) == [3]
     assert _lines(d.figures[0]) == ["lwf"]
+    # the static report page opens on the main stream too: its first visible traces are the main runs
+    static = task_accuracy_dashboard(tmp_path / "runs").static_figures()[0]
+    shown = {t.name for t in static.data if t.visible and t.mode == "lines+markers"}
+    assert shown == {"clr", "sgd"}
+    assert static.layout.updatemenus[0].buttons[0].label.startswith("synth-mini ·")
+    # so do the cost and matrix dashboards, offering only the chosen stream's methods
+    c = cost_dashboard(tmp_path / "runs")
+    assert c.controls["stream"].value == "synth-mini" and sorted(c.controls["methods"].options) == ["clr", "sgd"]
+    c.controls["stream"].value = other
+    assert list(c.controls["methods"].options) == ["lwf"] and [t.name for t in c.figures[0].data] == ["lwf"]
+    first = c.static_figures()[0]
+    assert {t.name for t in first.data if t.visible} == {"clr", "sgd"}
+    assert matrix_dashboard(tmp_path / "runs").controls["stream"].value == "synth-mini"
+
+
+def test_sgd_from_random_weights_is_labelled_so_even_alone_on_its_stream(runs, tmp_path, mini):
+    import shutil
+
+    from cl_lab.results import load
+
+    shutil.copytree(runs, tmp_path / "runs")
+    cl_lab.run("sgd", mini.subset(2), epochs=1, pretrained=None, out=str(tmp_path / "runs"), progress=False)
+    labels = load(tmp_path / "runs").groupby("stream").config.unique()
+    assert sorted(labels["synth-mini"]) == ["clr", "sgd"]
+    (side,) = [s for s in labels.index if s != "synth-mini"]
+    assert list(labels[side]) == ["sgd (random weights)"]
 
 
 def test_cost_dashboard_filters_methods(runs):

@@ -149,6 +149,13 @@ def _select(options, value=None, description="", multiple=False):
     return w.Dropdown(options=options, value=value, description=description)
 
 
+def streams_main_first(df: pd.DataFrame) -> list[str]:
+    """The streams of ``df``, the one with the most runs first (the main comparison, not a side sweep
+    such as the trade-off's two-task stream), then by name: what a dashboard and its static page open on."""
+    runs = df.groupby("stream").run.nunique()
+    return sorted(runs.index, key=lambda st: (-runs[st], st))
+
+
 def _filter(df: pd.DataFrame, stream, configs, seeds) -> pd.DataFrame:
     """Runs of ``stream`` whose configuration (method plus the settings that differ) and seed are selected."""
     return df[(df.stream == stream) & df.config.isin(list(configs)) & df.seed.isin(list(seeds))]
@@ -164,10 +171,8 @@ def task_accuracy_dashboard(root: str | Path) -> Dashboard:
     steps = load_steps(root)
     if acc.empty:
         raise FileNotFoundError(f"no runs with results under {str(root)!r}")
-    streams = sorted(acc.stream.unique())
-    # open on the stream with the most runs (the main comparison, not a side sweep)
-    runs_per_stream = acc.groupby("stream").run.nunique()
-    start = max(streams, key=lambda st: (runs_per_stream[st], -streams.index(st)))
+    streams = streams_main_first(acc)
+    start = streams[0]
     first = acc[acc.stream == start]
     stream = _select(streams, value=start, description="stream")
     task = _select(_task_options(first), description="task")
@@ -209,11 +214,20 @@ def cost_dashboard(root: str | Path, reference_pct: float = 0.6) -> Dashboard:
     costs, metrics = load_costs(root), load_metrics(root)
     if costs.empty or metrics.empty:
         raise FileNotFoundError(f"no runs with costs and metrics under {str(root)!r}")
-    stream = _select(sorted(metrics.stream.unique()), description="stream")
-    methods = _select(sorted(metrics.config.unique()), description="methods", multiple=True)
-    seeds = _select(sorted(int(v) for v in metrics.seed.unique()), description="seeds", multiple=True)
+    streams = streams_main_first(metrics)
+    first = metrics[metrics.stream == streams[0]]
+    stream = _select(streams, value=streams[0], description="stream")
+    methods = _select(sorted(first.config.unique()), description="methods", multiple=True)
+    seeds = _select(sorted(int(v) for v in first.seed.unique()), description="seeds", multiple=True)
     measure = _select([(label, key) for key, label in figures.COST_MEASURES.items()], value="stored",
                       description="cost")
+
+    def on_stream(change):  # the method and seed lists offer what this stream has, all selected
+        rows = metrics[metrics.stream == change["new"]]
+        configs, seed_values = sorted(rows.config.unique()), sorted(int(v) for v in rows.seed.unique())
+        methods.options, methods.value = configs, tuple(configs)
+        seeds.options, seeds.value = seed_values, tuple(seed_values)
+    stream.observe(on_stream, names="value")
 
     def render():
         c = _filter(costs, stream.value, methods.value, seeds.value)
@@ -235,7 +249,9 @@ def matrix_dashboard(root: str | Path) -> Dashboard:
     metrics = load_metrics(root)
     if metrics.empty:
         raise FileNotFoundError(f"no runs with results under {str(root)!r}")
-    index = metrics[["run", "stream", "config", "seed"]].drop_duplicates().sort_values(["stream", "config", "seed"])
+    order = {st: k for k, st in enumerate(streams_main_first(metrics))}
+    index = metrics[["run", "stream", "config", "seed"]].drop_duplicates()
+    index = index.assign(_o=index.stream.map(order)).sort_values(["_o", "config", "seed"]).drop(columns="_o")
     first = index.iloc[0]  # open on a run that exists; later selectors offer only what the earlier ones allow
 
     def configs(st):
@@ -244,7 +260,7 @@ def matrix_dashboard(root: str | Path) -> Dashboard:
     def seeds_of(st, cf):
         return sorted(int(v) for v in index[(index.stream == st) & (index.config == cf)].seed.unique())
 
-    stream = _select(sorted(index.stream.unique()), value=first.stream, description="stream")
+    stream = _select(list(order), value=first.stream, description="stream")
     method = _select(configs(first.stream), value=first.config, description="method")
     seed = _select(seeds_of(first.stream, first.config), value=int(first.seed), description="seed")
 
