@@ -98,6 +98,10 @@ def test_cost_dashboard_filters_methods(runs):
     assert sorted(t.name for t in fig.data) == ["clr", "sgd"]
     assert fig.layout.xaxis.type == "log"
     assert "everything stored" in fig.layout.title.text
+    # chance of the final average accuracy: the mean of 1 / classes over synth-mini's tasks
+    classes = [t.num_classes for t in cl_lab.load_stream("synth-mini")]
+    (chance,) = [s for s in fig.layout.shapes if s.line.dash == "dot"]
+    assert chance.y0 == pytest.approx(np.mean([1 / c for c in classes]))
     stored = {t.name: list(t.x) for t in fig.data}
     d.controls["cost"].value = "params"
     assert "parameters only" in fig.layout.xaxis.title.text

@@ -166,6 +166,20 @@ def log_ticks(lo: float, hi: float) -> list[float]:
 COST_MEASURES = {"stored": "everything stored", "params": "parameters only"}
 
 
+def final_chance(costs) -> float | None:
+    """Chance level of the final average accuracy of the runs in ``costs`` (which carry each task's
+    ``classes``): the mean of 1 / classes over the tasks (task and domain scenarios), 1 / all classes in
+    the class scenario; None when the runs' streams or scenarios have different chance levels."""
+    if "classes" not in costs or costs.empty:
+        return None
+    levels = set()
+    for _, g in costs.groupby("run"):
+        per_task = g.sort_values("task").drop_duplicates("task").classes.astype(float)
+        scenario = g.scenario.iloc[0] if "scenario" in g else "task"
+        levels.add(round(1.0 / per_task.sum() if scenario == "class" else float((1.0 / per_task).mean()), 6))
+    return levels.pop() if len(levels) == 1 else None
+
+
 def cost_vs_accuracy(costs, metrics, reference_pct: float | None = 0.6, measure: str = "stored"):
     """Storage per task (% of the backbone, log scale) vs final average accuracy, one point per run.
 
@@ -215,6 +229,10 @@ def cost_vs_accuracy(costs, metrics, reference_pct: float | None = 0.6, measure:
         fig.add_vline(x=reference_pct, line_dash="dash")
         fig.add_annotation(x=float(np.log10(reference_pct)), y=1, yref="paper", text=f"{reference_pct}% (CLR paper)",
                            showarrow=False, xanchor="left", yanchor="bottom")
+    chance = final_chance(costs)
+    if chance is not None:
+        fig.add_hline(y=chance, line_dash="dot", line_color="grey", annotation_text=f"chance {chance:.2f}",
+                      annotation_position="bottom right")
     if measure == "stored":
         title, axis = "everything stored per task vs average accuracy", "stored per task (% of the backbone's bytes)"
     else:
