@@ -16,6 +16,7 @@ from cl_lab.lab.lessons import (
     what_you_should_see_03,
     what_you_should_see_04,
     what_you_should_see_05,
+    what_you_should_see_05_bn,
     what_you_should_see_05_scratch,
 )
 
@@ -221,3 +222,28 @@ def test_03_says_when_a_knob_moves_the_source_accuracy_against_its_purpose():
     assert "**lwf**: source accuracy 0.185 at alpha=0.3, 0.118 at 3: **against** what the knob is for" in text
     assert "**sgd**: source accuracy 0.300 at lr=0.001, 0.290 at 0.01: within noise" in text
     assert "**feature-extraction**: one point" in text
+
+
+def test_05_bn_credits_per_task_statistics_only_beyond_the_noise_margin():
+    rows = [{"method": "si", "bn_stats": "shared", "forgetting": 0.35},
+            {"method": "si", "bn_stats": "per-task", "forgetting": 0.05},
+            {"method": "sgd", "bn_stats": "shared", "forgetting": 0.40},
+            {"method": "sgd", "bn_stats": "per-task", "forgetting": 0.42},
+            {"method": "lwf", "bn_stats": "shared", "forgetting": 0.30},
+            {"method": "lwf", "bn_stats": "per-task", "forgetting": 0.45},
+            {"method": "er", "bn_stats": "shared", "forgetting": 0.10}]  # run with one kind only: not compared
+    text = what_you_should_see_05_bn(rows)
+    assert "si 0.35 -> 0.05" in text and "lower the forgetting of si by more than 0.05" in text
+    assert "For sgd the difference is within 0.05" in text
+    assert "For lwf per-task statistics forget more" in text
+    assert "er 0.10" not in text
+    assert "No method was run with both" in what_you_should_see_05_bn([])
+
+
+def test_05_scratch_compares_each_drop_with_sgd_from_random_weights():
+    table = pd.DataFrame({"method": ["sgd (random weights)", "psp", "supsup"], "avg_accuracy": [0.4, 0.4, 0.42],
+                          "task 1 when learnt": [0.36, 0.36, 0.46], "task 1 at the end": [0.34, 0.22, 0.46]})
+    text = what_you_should_see_05_scratch(table, 0.15, 3)
+    assert "Loses more of task 1 than sgd (random weights) (by more than 0.05): psp." in text
+    assert "Within 0.05 of sgd (random weights)'s drop (one seed's noise): supsup." in text
+    assert "Keeps more" not in text

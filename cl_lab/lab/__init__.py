@@ -11,6 +11,7 @@ from .lessons import (
     what_you_should_see_03,
     what_you_should_see_04,
     what_you_should_see_05,
+    what_you_should_see_05_bn,
     what_you_should_see_05_scratch,
 )
 from .params import NotebookParameterError, check_parameters, defaults, describe_notebook
@@ -20,4 +21,4 @@ __all__ = ["PLOTLY_JS", "STATIC_ENV", "NotebookParameterError", "check_parameter
            "record_run", "recorded_runs", "report_missing", "resolve_methods", "run_methods", "show",
            "show_dashboard", "static", "what_you_should_see_02", "what_you_should_see_02_ablation",
            "what_you_should_see_03", "what_you_should_see_04", "what_you_should_see_05",
-           "what_you_should_see_05_scratch"]
+           "what_you_should_see_05_bn", "what_you_should_see_05_scratch"]

@@ -164,8 +164,48 @@ def what_you_should_see_05_scratch(table: Any, chance: float, n_tasks: int) -> s
     drops = s["task 1 when learnt"] - s["task 1 at the end"]
     text = (f"Chance on these {n_tasks} tasks: {chance:.2f} on average. Drop of task 1 from when it was learnt to "
             f"the end: {_names(drops, '+.3f')}.")
+    sgd = next((m for m in s.index if m.startswith("sgd")), None)
+    if sgd is not None:
+        keeps = [m for m in s.index if m != sgd and drops[m] < drops[sgd] - NOISE]
+        loses = [m for m in s.index if m != sgd and drops[m] > drops[sgd] + NOISE]
+        if keeps:
+            text += f" Keeps more of task 1 than {sgd} (by more than {NOISE}): {', '.join(keeps)}."
+        if loses:
+            text += f" Loses more of task 1 than {sgd} (by more than {NOISE}): {', '.join(loses)}."
+        rest = [m for m in s.index if m != sgd and m not in keeps and m not in loses]
+        if rest:
+            text += f" Within {NOISE} of {sgd}'s drop (one seed's noise): {', '.join(rest)}."
     return text + _near_chance(s, chance, "Give them more `scratch_epochs` before reading their forgetting: a method "
                                           "that learnt nothing has nothing to forget.")
+
+
+def what_you_should_see_05_bn(rows: Any, margin: float = NOISE) -> str:
+    """05's BatchNorm section: for each method run with both, what per-task statistics did to its forgetting
+    (lower, higher, or within ``margin``: one seed's noise). ``rows``: ``method``, ``bn_stats`` ('shared' or
+    'per-task') and ``forgetting``."""
+    import pandas as pd
+
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return "No method was run with both kinds of BatchNorm statistics (`bn_stats_methods = []`)."
+    both = df.pivot_table(index="method", columns="bn_stats", values="forgetting", aggfunc="first")
+    both = both.dropna() if {"shared", "per-task"} <= set(both.columns) else both.iloc[:0]
+    if both.empty:
+        return "No method was run with both kinds of BatchNorm statistics."
+    lower = [m for m in both.index if both.shared[m] - both["per-task"][m] > margin]
+    higher = [m for m in both.index if both["per-task"][m] - both.shared[m] > margin]
+    same = [m for m in both.index if m not in lower and m not in higher]
+    parts = [f"{m} {both.shared[m]:.2f} -> {both['per-task'][m]:.2f}" for m in both.index]
+    text = f"**In this run** (forgetting, shared -> per-task statistics): {'; '.join(parts)}."
+    if lower:
+        text += (f" Per-task statistics lower the forgetting of {', '.join(lower)} by more than {margin}: part of "
+                 "what those methods forgot was the statistics drifting, not the weights.")
+    if same:
+        text += f" For {', '.join(same)} the difference is within {margin}, one seed's noise: no effect to read here."
+    if higher:
+        text += (f" For {', '.join(higher)} per-task statistics forget more: statistics stored when a task ended no "
+                 "longer fit weights that kept moving.")
+    return text
 
 
 def _near_chance(s: Any, chance: float, advice: str) -> str:
