@@ -247,3 +247,45 @@ def test_05_scratch_compares_each_drop_with_sgd_from_random_weights():
     assert "Loses more of task 1 than sgd (random weights) (by more than 0.05): psp." in text
     assert "Within 0.05 of sgd (random weights)'s drop (one seed's noise): supsup." in text
     assert "Keeps more" not in text
+
+
+def test_00_says_forgot_only_beyond_the_threshold():
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from cl_lab.lab import what_you_should_see_00
+
+    runs = {"sgd": SimpleNamespace(R=np.array([[0.8, np.nan], [0.5, 0.7]]), task_names=["shapes", "textures"]),
+            "clr": SimpleNamespace(R=np.array([[0.6, np.nan], [0.59, 0.7]]), task_names=["shapes", "textures"])}
+    text = what_you_should_see_00(runs, chance=0.1)
+    assert "**sgd**, task 1 (shapes): 0.80 right after training it, 0.50 after all 2 tasks (chance 0.10): forgot 0.30" \
+        in text
+    assert "**clr**" in text and text.rstrip().endswith("kept it")
+
+
+def test_01_counts_tasks_above_chance_and_names_the_task_lost_most():
+    import numpy as np
+
+    from cl_lab.lab import what_you_should_see_01
+
+    R = np.array([[0.9, np.nan, np.nan], [0.5, 0.8, np.nan], [0.4, 0.78, 0.12]])
+    text = what_you_should_see_01(R, ["a", "b", "c"], [0.1, 0.1, 0.1], "sgd")
+    assert "2 of 3 tasks were learnt clearly above chance" in text  # 0.12 is within 0.05 of 0.1
+    assert "the largest loss is on task 1 (a)" in text
+    flat = np.array([[0.9, np.nan], [0.9, 0.8]])
+    assert "does not lose old tasks here" in what_you_should_see_01(flat, ["a", "b"], [0.1, 0.1], "clr")
+
+
+def test_07_names_a_stability_gap_only_beyond_the_dip_margin():
+    from cl_lab.lab.lessons import what_you_should_see_07
+
+    runs = pd.DataFrame([{"method": "sgd", "scenario": "class", "avg_accuracy": 0.4, "old_tasks": 0.05},
+                         {"method": "er", "scenario": "class", "avg_accuracy": 0.6, "old_tasks": 0.5}])
+    gap = pd.DataFrame({"task 1 learnt": [0.9, 0.9], "lowest while task 2 trains": [0.3, 0.59],
+                        "after task 2": [0.6, 0.6]}, index=pd.Index(["er", "sgd"], name="method"))
+    text = what_you_should_see_07(runs, 2, 0.1, gap=gap)
+    assert "**Stability gap:** er drops task 1 from 0.90 to 0.30 while task 2 trains and ends that task at 0.60" in text
+    assert "sgd drops" not in text  # 0.59 is within 0.02 of 0.60
+    assert "no method's task-1 accuracy dips" in what_you_should_see_07(runs, 2, 0.1, gap=gap.iloc[1:])
+    assert "Stability gap" not in what_you_should_see_07(runs, 2, 0.1)

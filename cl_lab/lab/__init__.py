@@ -6,6 +6,8 @@ the "what you should see" texts (``lessons``).
 
 from .display import PLOTLY_JS, STATIC_ENV, show, show_dashboard, static
 from .lessons import (
+    what_you_should_see_00,
+    what_you_should_see_01,
     what_you_should_see_02,
     what_you_should_see_02_ablation,
     what_you_should_see_03,
@@ -19,6 +21,7 @@ from .runs import record_run, recorded_runs, report_missing, resolve_methods, ru
 
 __all__ = ["PLOTLY_JS", "STATIC_ENV", "NotebookParameterError", "check_parameters", "defaults", "describe_notebook",
            "record_run", "recorded_runs", "report_missing", "resolve_methods", "run_methods", "show",
-           "show_dashboard", "static", "what_you_should_see_02", "what_you_should_see_02_ablation",
+           "show_dashboard", "static", "what_you_should_see_00", "what_you_should_see_01", "what_you_should_see_02",
+           "what_you_should_see_02_ablation",
            "what_you_should_see_03", "what_you_should_see_04", "what_you_should_see_05",
            "what_you_should_see_05_bn", "what_you_should_see_05_scratch"]

@@ -321,12 +321,70 @@ STORES_DATA = ("er", "derpp", "icarl", "joint")
 """Methods that keep earlier tasks' images (a replay buffer, exemplars, or everything)."""
 
 
-def what_you_should_see_07(runs: Any, n_tasks: int, chance_class: float) -> str:
+KEPT = 0.02
+"""00: a first-task drop up to this reads as 'kept it' (a few test images' worth at one seed)."""
+DIP = 0.02
+"""07: a task-1 dip inside task 2 counts as a stability gap when it goes this far below where task 2 ends."""
+
+
+def what_you_should_see_00(runs: Mapping[str, Any], chance: float) -> str:
+    """00: for each method, task 1 right after training it and after the whole stream, and whether it
+    forgot (a drop of more than ``KEPT``). ``runs``: method -> run result (``R``, ``task_names``)."""
+    lines = []
+    for m, r in runs.items():
+        first, last = float(r.R[0, 0]), float(r.R[-1, 0])
+        lines.append(f"- **{m}**, task 1 ({r.task_names[0]}): {first:.2f} right after training it, {last:.2f} after "
+                     f"all {len(r.task_names)} tasks (chance {chance:.2f}): "
+                     + (f"forgot {first - last:.2f}" if first - last > KEPT else "kept it"))
+    return "**In this run:**\n\n" + "\n".join(lines)
+
+
+def what_you_should_see_01(R: Any, task_names: Sequence[str], chances: Sequence[float], method: str) -> str:
+    """01: how many tasks were learnt clearly above chance (by ``NEAR_CHANCE``) when new, and whether
+    the method kept them (forgetting below 0.01) or which task it lost most of."""
+    import numpy as np
+
+    from .. import metrics as M
+
+    R = np.asarray(R, dtype=float)
+    diag, last = R.diagonal(), R[-1]
+    above = sum(d > c + NEAR_CHANCE for d, c in zip(diag, chances))
+    f, b = M.forgetting(R), M.bwt(R)
+    lines = [f"- **Learning**: {above} of {len(diag)} tasks were learnt clearly above chance when new "
+             f"(diagonal {', '.join(f'{d:.2f}' for d in diag)}; chance {', '.join(f'{c:.2f}' for c in chances)})."]
+    if len(diag) > 1:
+        if f < 0.01:
+            lines.append(f"- **Keeping**: forgetting {f:.3f}: {method} does not lose old tasks here; its last row "
+                         "equals its diagonal, because what each task learnt is stored apart from what later tasks "
+                         "change.")
+        else:
+            worst = int(np.nanargmax(np.nanmax(R[:-1, :-1], 0) - last[:-1]))  # the largest drop from its best
+            lines.append(f"- **Keeping**: forgetting {f:.3f} and BWT {b:+.3f}: later tasks overwrite what {method} "
+                         f"learnt; the largest loss is on task {worst + 1} ({task_names[worst]}).")
+    return "**What you should see in this run:**\n\n" + "\n".join(lines)
+
+
+def stability_gap_text(gap: Any, dip: float = DIP) -> str:
+    """07's stability-gap paragraph. ``gap``: one row per method (index) with ``task 1 learnt``, ``lowest
+    while task 2 trains`` and ``after task 2``; a dip counts when the lowest point is more than ``dip``
+    below where task 2 ends."""
+    dips = gap[gap["lowest while task 2 trains"] < gap["after task 2"] - dip]
+    if len(dips):
+        return ("**Stability gap:** " + "; ".join(
+            f"{m} drops task 1 from {r['task 1 learnt']:.2f} to {r['lowest while task 2 trains']:.2f} while task 2 "
+            f"trains and ends that task at {r['after task 2']:.2f}" for m, r in dips.iterrows())
+            + ": the lowest point lies inside the task, not at its end, so a per-task evaluation does not see it.")
+    return (f"**Stability gap:** in this run no method's task-1 accuracy dips below where it ends task 2 by more than "
+            f"{dip}; evaluate more often (`eval_every`) to look closer.")
+
+
+def what_you_should_see_07(runs: Any, n_tasks: int, chance_class: float, gap: Any = None) -> str:
     """07's scenario table: per scenario, the methods that store no data against those that replay it, and
     in the class scenario how much of the old tasks each keeps. ``runs``: one row per (method, scenario)
     with ``avg_accuracy`` and ``old_tasks`` (mean final accuracy on the tasks before the last);
-    ``chance_class``: chance over every class of the stream."""
-    lines = []
+    ``chance_class``: chance over every class of the stream; ``gap``: the stability-gap table
+    (``stability_gap_text``), when the runs evaluated at step resolution."""
+    steps_gap, lines = gap, []
     for scenario, g in runs.groupby("scenario", sort=False):
         g = g.set_index("method")
         plain = g[~g.index.isin(STORES_DATA)]
@@ -347,7 +405,8 @@ def what_you_should_see_07(runs: Any, n_tasks: int, chance_class: float) -> str:
                          f"nothing of the old tasks (within {NEAR_CHANCE} of chance over all classes, "
                          f"{chance_class:.2f}): the newest classes' outputs win every prediction.")
         lines.append(line)
-    return ("**What you should see:** with the task id (task-IL) every method does well, because each task is a "
+    text = ("**What you should see:** with the task id (task-IL) every method does well, because each task is a "
             "small problem of its own; with one head and no task id (class-IL), fine-tuning and the regularisers "
             "keep almost only the last task's classes, while replay, iCaRL's exemplars and joint training keep the "
             f"old ones; domain-IL lies between. In this run ({n_tasks} tasks):\n\n" + "\n".join(lines))
+    return text + ("\n\n" + stability_gap_text(steps_gap) if steps_gap is not None else "")
