@@ -149,3 +149,15 @@ def test_accuracy_over_time_marks_chance():
     assert [s.y0 for s in fig.layout.shapes] == [0.25]
     assert [s.y0 for s in viz.task_accuracy_over_time(_acc(), task=0, chance=0.1).layout.shapes] == [0.1]
     assert not viz.task_accuracy_over_time(_acc(), task=0).layout.shapes  # unknown class count: no line
+
+
+def test_mdl_comparison_draws_the_chance_line_it_is_given():
+    import pandas as pd
+
+    from cl_lab.viz import mdl_comparison
+
+    summary = pd.DataFrame({"setup": ["mpnas", "independent"], "unique_params": [1e4, 3e4],
+                            "mean_accuracy": [0.5, 0.55], "mean_macs": [1e6, 2e6]})
+    assert not mdl_comparison(summary).layout.shapes
+    (line,) = mdl_comparison(summary, chance=0.2).layout.shapes
+    assert line.y0 == 0.2 and line.line.dash == "dot"

@@ -224,6 +224,11 @@ def _compare(a: float, b: float, margin: float) -> str:
     return f"within noise ({a:.3f} vs {b:.3f}, a difference of {d:+.3f}, inside +/- {margin})"
 
 
+def domain_chance(run: Mapping[str, Any]) -> dict[str, float]:
+    """Chance (1 / classes) of each domain of an MDL run (``results.load_mdl``)."""
+    return _domain_chance(run)
+
+
 def _domain_chance(run: Mapping[str, Any]) -> dict[str, float]:
     from ..data import load_stream
 

@@ -17,7 +17,10 @@ REPORT_SET: dict[str, dict[str, Any]] = {name: dict(cls.REPORT) for name, cls in
 TIMINGS = "timings.json"
 """Seconds each report took last time in this folder: the estimate of what is left on the next run."""
 FIRST_ESTIMATE = 90.0
-"""Seconds assumed for a report never run in this folder before."""
+"""Seconds assumed for a report never run in this folder before and not in ``FIRST_ESTIMATES``."""
+FIRST_ESTIMATES = {"00_quickstart": 45.0, "01_task_stream": 4.0, "02_clr": 123.0, "03_rescl": 64.0, "04_mpnas": 124.0,
+                   "05_baselines": 154.0, "06_dashboard": 11.0}
+"""Seconds each report took in the README's measured `make run` (2 CPU cores): the first run's estimates."""
 
 
 def _last_timings(out: Path) -> dict[str, float]:
@@ -47,9 +50,11 @@ def run_report_set(out: str | Path = "reports", only: Sequence[str] | None = Non
     out.mkdir(parents=True, exist_ok=True)
     clean_running(out)
     write_plotly_js(out)
+    import json
+
     outcomes = []
     last = _last_timings(out)
-    estimate = {n: last.get(n, FIRST_ESTIMATE) for n, _ in plan}
+    estimate = {n: last.get(n, FIRST_ESTIMATES.get(n, FIRST_ESTIMATE)) for n, _ in plan}
     for i, (name, params) in enumerate(plan):
         fill_roles(name, params, out)  # a from:<notebook> parameter reads what that notebook just recorded
         if progress:
@@ -59,12 +64,12 @@ def run_report_set(out: str | Path = "reports", only: Sequence[str] | None = Non
         o = execute(name, params, out / f"{name}.ipynb", out / f"{name}.html", cwd=out, notebook_dir=notebook_dir,
                     progress_bar=progress)
         outcomes.append(o)
+        # after each report, so a set stopped half-way still estimates the next run from what finished
+        atomic_write_text(out / TIMINGS, json.dumps({**last, **{x.name: round(x.seconds, 1) for x in outcomes}},
+                                                    indent=2))
         if progress:
             print(f"[{i + 1}/{len(plan)}] {name}: {'ok' if o.ok else 'FAILED ' + str(o.error)} ({o.seconds:.0f} s)",
                   flush=True)
-    import json
-
-    atomic_write_text(out / TIMINGS, json.dumps({**last, **{o.name: round(o.seconds, 1) for o in outcomes}}, indent=2))
     total = sum(o.seconds for o in outcomes)
     body = (f"<p>{sum(o.ok for o in outcomes)} of {len(outcomes)} reports executed, {total:.0f} s in all. "
             "Each link is a notebook executed by papermill and rendered to HTML.</p>" + outcome_rows(outcomes))

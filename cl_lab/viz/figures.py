@@ -313,8 +313,9 @@ def search_entropy(history, setup: str = "mpnas", threshold: float = 0.3):
     return fig
 
 
-def mdl_comparison(summary):
-    """Mean accuracy vs unique parameters per MDL setup (marker size: mean MACs per domain path)."""
+def mdl_comparison(summary, chance: float | None = None):
+    """Mean accuracy vs unique parameters per MDL setup (marker size: mean MACs per domain path);
+    ``chance``: the domains' mean chance level, drawn as a dotted line."""
     go = _go()
     df = summary.copy()
     size = 12 + 28 * df.mean_macs / max(1.0, float(df.mean_macs.max()))
@@ -323,6 +324,9 @@ def mdl_comparison(summary):
                                customdata=df.mean_macs,
                                hovertemplate="%{text}<br>%{x:,} parameters<br>mean acc %{y:.3f}"
                                              "<br>%{customdata:,.0f} MACs<extra></extra>"))
+    if chance is not None:
+        fig.add_hline(y=chance, line_dash="dot", line_color="grey", annotation_text=f"chance {chance:.2f}",
+                      annotation_position="bottom right")
     fig.update_layout(title="multi-domain setups: size vs mean accuracy", xaxis_type="log",
                       xaxis_title="unique parameters", yaxis_title="mean test accuracy")
     return fig
