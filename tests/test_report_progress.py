@@ -7,15 +7,19 @@ import nbformat
 from cl_lab.report import run_report_set
 
 
-def test_the_report_set_prints_progress_and_estimates_from_the_last_run(tmp_path, capsys):
-    nbs = tmp_path / "nbs"
-    nbs.mkdir()
+def _write_notebook(folder, code: str) -> None:
+    """A report notebook named 01_task_stream in ``folder``: a parameters cell, then ``code``."""
+    folder.mkdir()
     nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
                                                            "language": "python"},
                                             "language_info": {"name": "python"}})
-    nb.cells = [nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]}),
-                nbformat.v4.new_code_cell("print(x)")]
-    nbformat.write(nb, nbs / "01_task_stream.ipynb")
+    nb.cells = [nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]}), nbformat.v4.new_code_cell(code)]
+    nbformat.write(nb, folder / "01_task_stream.ipynb")
+
+
+def test_the_report_set_prints_progress_and_estimates_from_the_last_run(tmp_path, capsys):
+    nbs = tmp_path / "nbs"
+    _write_notebook(nbs, "print(x)")
     out = tmp_path / "reports"
     first = run_report_set(out, only=["01_task_stream"], notebook_dir=nbs)
     text = capsys.readouterr().out
@@ -31,16 +35,9 @@ def test_the_report_set_prints_progress_and_estimates_from_the_last_run(tmp_path
 def test_a_notebook_that_trains_prints_a_line_per_finished_run(tmp_path, capsys):
     """Minutes of training inside one notebook are not silent: the runs its kernel finishes appear as they end."""
     nbs = tmp_path / "nbs"
-    nbs.mkdir()
-    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                                           "language": "python"},
-                                            "language_info": {"name": "python"}})
-    nb.cells = [nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]}),
-                nbformat.v4.new_code_cell(
-                    "from cl_lab.lab.runs import run_methods\n"
-                    f"rs = run_methods(['sgd', 'sgd-ll'], 'synth-mini', epochs=1, n_tasks=2, pretrained=None, "
-                    f"progress=False, out={str(tmp_path / 'runs')!r})")]
-    nbformat.write(nb, nbs / "01_task_stream.ipynb")
+    _write_notebook(nbs, "from cl_lab.lab.runs import run_methods\n"
+                         f"rs = run_methods(['sgd', 'sgd-ll'], 'synth-mini', epochs=1, n_tasks=2, pretrained=None, "
+                         f"progress=False, out={str(tmp_path / 'runs')!r})")
     (o,) = run_report_set(tmp_path / "reports", only=["01_task_stream"], notebook_dir=nbs)
     text = capsys.readouterr().out
     assert o.ok, o.error
