@@ -247,6 +247,8 @@ def test_05_scratch_compares_each_drop_with_sgd_from_random_weights():
     assert "Loses more of task 1 than sgd (random weights) (by more than 0.05): psp." in text
     assert "Within 0.05 of sgd (random weights)'s drop (one seed's noise): supsup." in text
     assert "Keeps more" not in text
+    table["avg_accuracy"] = [0.16, 0.4, 0.42]  # SGD at chance: nothing to compare a drop with
+    assert "than sgd" not in what_you_should_see_05_scratch(table, 0.15, 3)
 
 
 def test_00_says_forgot_only_beyond_the_threshold():

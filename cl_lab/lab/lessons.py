@@ -164,15 +164,18 @@ def what_you_should_see_05_scratch(table: Any, chance: float, n_tasks: int) -> s
     drops = s["task 1 when learnt"] - s["task 1 at the end"]
     text = (f"Chance on these {n_tasks} tasks: {chance:.2f} on average. Drop of task 1 from when it was learnt to "
             f"the end: {_names(drops, '+.3f')}.")
-    sgd = next((m for m in s.index if m.startswith("sgd")), None)
+    # only methods that learnt something (above chance by NEAR_CHANCE) have anything to keep or lose
+    learnt = [m for m in s.index if s.avg_accuracy[m] >= chance + NEAR_CHANCE]
+    sgd = next((m for m in learnt if m.startswith("sgd")), None)
     if sgd is not None:
-        keeps = [m for m in s.index if m != sgd and drops[m] < drops[sgd] - NOISE]
-        loses = [m for m in s.index if m != sgd and drops[m] > drops[sgd] + NOISE]
+        others = [m for m in learnt if m != sgd]
+        keeps = [m for m in others if drops[m] < drops[sgd] - NOISE]
+        loses = [m for m in others if drops[m] > drops[sgd] + NOISE]
         if keeps:
             text += f" Keeps more of task 1 than {sgd} (by more than {NOISE}): {', '.join(keeps)}."
         if loses:
             text += f" Loses more of task 1 than {sgd} (by more than {NOISE}): {', '.join(loses)}."
-        rest = [m for m in s.index if m != sgd and m not in keeps and m not in loses]
+        rest = [m for m in others if m not in keeps and m not in loses]
         if rest:
             text += f" Within {NOISE} of {sgd}'s drop (one seed's noise): {', '.join(rest)}."
     return text + _near_chance(s, chance, "Give them more `scratch_epochs` before reading their forgetting: a method "
