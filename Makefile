@@ -2,9 +2,10 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
 # what `make setup` installs: everything the tests use by default; students need only EXTRAS=lab
 EXTRAS ?= lab,dev,scale,grading,tracking
+comma := ,
+STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 OUT ?= runs
 EPOCHS ?= 4
 METHODS ?= sgd sgd-ll clr

@@ -268,13 +268,15 @@ def _config_labels(keys: list[tuple[str, str]], variants: list[dict[str, str]]) 
     # even where they are alone on their stream (05's SGD from random weights beside SGD from the backbone)
     starts: dict[str, set] = {}
     for (method, _), v in zip(keys, variants):
-        starts.setdefault(method, set()).add(v.get("pretrained"))
+        if "pretrained" in v and v.get("backbone_sha256") in (None, "null"):  # built-in backbones only: a
+            starts.setdefault(method, set()).add(v["pretrained"])        # user's module carries its own weights
     labels = []
     for (method, stream), v in zip(keys, variants):
         names = differing[(method, stream)]
         label = method if not names else f"{method} (" + ", ".join(
             f"{name}={v.get(name, '-').strip(chr(34))}" for name in names) + ")"
-        if "pretrained" not in names and v.get("pretrained") == "null" and len(starts[method]) > 1:
+        if ("pretrained" not in names and v.get("pretrained") == "null" and len(starts.get(method, ())) > 1
+                and v.get("backbone_sha256") in (None, "null")):
             label = f"{label} (random weights)" if names else f"{method} (random weights)"
         labels.append(label)
     return labels

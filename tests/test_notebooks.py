@@ -25,7 +25,7 @@ TINY = {
                  "fe_lrs": [0.01]},
     "04_mpnas": {"stream": "synth-mini", "domains": "3", "setups": "mpnas,mpnas-uniform,single-path",
                  "search_steps": 4, "train_epochs": 1, "max_train": 40},
-    "05_baselines": {"stream": "synth-mini", "methods": ["sgd", "er", "ccll"], "n_tasks": 2, "epochs": 1,
+    "05_baselines": {"stream": "synth-mini", "methods": ["sgd", "er", "ccll", "lwf", "sgd-ll"], "n_tasks": 2, "epochs": 1,
                      "bn_stats_methods": ["sgd"], "scratch_methods": ["psp", "supsup"], "scratch_stream": "synth-mini",
                      "scratch_tasks": ["counting", "blood-cells"], "scratch_epochs": 1},
     "07_scenarios": {"methods": ["sgd", "icarl"], "scenarios": ["class"], "n_tasks": 3, "epochs": 1, "eval_every": 3},
@@ -93,11 +93,16 @@ def test_the_static_dashboard_page_has_working_dropdowns_instead_of_widgets(exec
     layouts = _plotly_layouts(html)
     menus = [lay["updatemenus"][0]["buttons"] for lay in layouts if lay.get("updatemenus")]
     assert menus, "the static dashboards offer their choices as plotly dropdowns"
-    # the task dashboard (first): one button per (stream, task) of synth-mini, each showing some traces
+    # the task dashboard (first): it opens on the main comparison, the stream with the most methods (05's), then
+    # one button per (stream, task), each showing some traces
+    import cl_lab
+
     first = menus[0]
-    labels = [b["label"] for b in first if b["label"].startswith("synth-mini")]  # 07's scenario runs come too
-    assert labels[:3] == ["synth-mini · task 1: shapes", "synth-mini · task 2: counting",
-                          "synth-mini · task 3: blood-cells"]
+    acc = cl_lab.results.load(out / "runs")
+    main = acc.groupby("stream").method.nunique().idxmax()
+    assert set(TINY["05_baselines"]["methods"]) <= set(acc[acc.stream == main].method)  # 05's, not a side sweep
+    labels = [b["label"] for b in first if b["label"].startswith(f"{main} ·")]
+    assert first[0]["label"] == labels[0] == f"{main} · task 1: shapes" and labels[1] == f"{main} · task 2: counting"
     assert all(b["method"] == "update" and sum(b["args"][0]["visible"]) >= 1 for b in first)
     masks = [tuple(b["args"][0]["visible"]) for b in first]
     assert len(set(masks)) == len(masks), "each choice shows its own traces"

@@ -124,10 +124,14 @@ def what_you_should_see_05(table: Any, chance: float, n_tasks: int) -> str:
     refs = s[s["reference"].astype(bool)] if "reference" in s else s.iloc[:0]
     s = s.drop(index=refs.index)
     kept = [m for m in s.index if abs(s.forgetting[m]) < NO_FORGETTING]
+    most = s.forgetting.nlargest(3)
+    sgd_note = ("" if "sgd" not in s.index else " fine-tuning (SGD) among the three that forget most," if "sgd" in
+                most.index and s.forgetting["sgd"] > NO_FORGETTING else " (here fine-tuning, SGD, is not among the "
+                "three that forget most),")
     text = (f"Average chance level over these {n_tasks} tasks: {chance:.2f}. "
             "**What you should see:** the methods that give each task parameters of its own forget nothing and pay "
-            "for it in storage (further right); the methods that share one trained backbone forget, "
-            f"fine-tuning (SGD) among the most. In this run: forgetting 0 for {', '.join(kept) or 'none'}; highest "
+            f"for it in storage (further right); the methods that share one trained backbone forget,{sgd_note} "
+            f"In this run: forgetting 0 for {', '.join(kept) or 'none'}; highest "
             f"average accuracy {_names(s.avg_accuracy.nlargest(3))}; largest forgetting "
             f"{_names(s.forgetting.nlargest(3))}.")
     if len(refs):
@@ -146,7 +150,7 @@ def what_you_should_see_05(table: Any, chance: float, n_tasks: int) -> str:
                          "network; methods that add parameters per task can exceed it).")
     if "sgd" in s.index:
         alike = [m for m in ("ewc", "online-ewc", "si", "lwf") if m in s.index
-                 and s.forgetting[m] >= s.forgetting["sgd"] - LIKE_SGD]
+                 and abs(s.forgetting[m] - s.forgetting["sgd"]) <= LIKE_SGD]
         if alike:
             text += (f" Here {', '.join(alike)} forget about as much as fine-tuning ({s.forgetting['sgd']:.2f}): a "
                      "short run gives their penalties little to protect, and this is one seed; the README's baselines "
@@ -165,7 +169,7 @@ def what_you_should_see_05_scratch(table: Any, chance: float, n_tasks: int) -> s
     text = (f"Chance on these {n_tasks} tasks: {chance:.2f} on average. Drop of task 1 from when it was learnt to "
             f"the end: {_names(drops, '+.3f')}.")
     # only methods that learnt something (above chance by NEAR_CHANCE) have anything to keep or lose
-    learnt = [m for m in s.index if s.avg_accuracy[m] >= chance + NEAR_CHANCE]
+    learnt = [m for m in s.index if s.avg_accuracy[m] >= chance + NEAR_CHANCE and drops[m] == drops[m]]
     sgd = next((m for m in learnt if m.startswith("sgd")), None)
     if sgd is not None:
         others = [m for m in learnt if m != sgd]
@@ -194,7 +198,7 @@ def what_you_should_see_05_bn(rows: Any, margin: float = NOISE) -> str:
     both = df.pivot_table(index="method", columns="bn_stats", values="forgetting", aggfunc="first")
     both = both.dropna() if {"shared", "per-task"} <= set(both.columns) else both.iloc[:0]
     if both.empty:
-        return "No method was run with both kinds of BatchNorm statistics."
+        return "No method has a measured forgetting with both kinds of BatchNorm statistics in this run."
     lower = [m for m in both.index if both.shared[m] - both["per-task"][m] > margin]
     higher = [m for m in both.index if both["per-task"][m] - both.shared[m] > margin]
     same = [m for m in both.index if m not in lower and m not in higher]
@@ -341,9 +345,11 @@ def what_you_should_see_00(runs: Mapping[str, Any], chance: float) -> str:
     lines = []
     for m, r in runs.items():
         first, last = float(r.R[0, 0]), float(r.R[-1, 0])
+        verdict = (f"never learnt it (within {NEAR_CHANCE:.2f} of chance), so there was nothing to keep"
+                   if first < chance + NEAR_CHANCE else f"forgot {first - last:.2f}" if first - last > KEPT
+                   else "kept it")
         lines.append(f"- **{m}**, task 1 ({r.task_names[0]}): {first:.2f} right after training it, {last:.2f} after "
-                     f"all {len(r.task_names)} tasks (chance {chance:.2f}): "
-                     + (f"forgot {first - last:.2f}" if first - last > KEPT else "kept it"))
+                     f"all {len(r.task_names)} tasks (chance {chance:.2f}): {verdict}")
     return "**In this run:**\n\n" + "\n".join(lines)
 
 
@@ -360,7 +366,12 @@ def what_you_should_see_01(R: Any, task_names: Sequence[str], chances: Sequence[
     f, b = M.forgetting(R), M.bwt(R)
     lines = [f"- **Learning**: {above} of {len(diag)} tasks were learnt clearly above chance when new "
              f"(diagonal {', '.join(f'{d:.2f}' for d in diag)}; chance {', '.join(f'{c:.2f}' for c in chances)})."]
-    if len(diag) > 1:
+    if len(diag) > 1 and not np.isfinite(last).any():
+        lines.append("- **Keeping**: the run has not finished its last task; nothing to read yet.")
+    elif len(diag) > 1 and above == 0:
+        lines.append(f"- **Keeping**: no task was learnt above chance, so forgetting ({f:.3f}) says nothing about "
+                     f"{method} here: give it more epochs.")
+    elif len(diag) > 1:
         if f < 0.01:
             lines.append(f"- **Keeping**: forgetting {f:.3f}: {method} does not lose old tasks here; its last row "
                          "equals its diagonal, because what each task learnt is stored apart from what later tasks "

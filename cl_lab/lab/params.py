@@ -188,7 +188,7 @@ class BaselinesParams:
     # 0.44 / 0.27 (benchmarks/shortcut_probe.py); on aerial the two were equal (0.36 / 0.35).
     # Sized so that `make run` stays under 10 minutes on 2 cores.
     REPORT: ClassVar[dict] = {"stream": "synth-10", "n_tasks": 2, "methods": "all", "epochs": 1,
-                              "bn_stats_methods": ["sgd", "si"]}
+                              "bn_stats_methods": ["sgd", "ewc"]}
     stream: str = param("synth-mini", "task stream")
     methods: list[str] | str = param("all", "'all' (every method but the scratch_methods) or a list of method names")
     n_tasks: int | None = param(None, "first n tasks only (None: all)", ge=1, le=10_000)

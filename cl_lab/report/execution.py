@@ -168,8 +168,10 @@ def execute(name: str, params: Mapping[str, Any], out_nb: Path, html_file: Path,
     # papermill writes the notebook cell by cell: into a hidden file, renamed when execution ends, so a
     # killed execution never leaves a half-run notebook under the report's name (cleaned on the next run)
     running = running_path(out_nb)
-    watcher = RunLines(out_nb.with_name(f".{out_nb.stem}.runs.log"), name)
+    watcher = None
     try:
+        if progress_bar:  # a line per finished run: with the report set's progress, not for grid workers
+            watcher = RunLines(out_nb.resolve().with_name(f".{out_nb.stem}.runs.log"), name)
         for attempt in range(1, KERNEL_START_ATTEMPTS + 1):
             try:
                 pm.execute_notebook(str(notebook_path(name, notebook_dir)), str(running), parameters=dict(params),
@@ -184,7 +186,8 @@ def execute(name: str, params: Mapping[str, Any], out_nb: Path, html_file: Path,
         if running.exists():
             os.replace(running, out_nb)
     finally:
-        watcher.stop()
+        if watcher is not None:
+            watcher.stop()
         for k, v in env_before.items():
             if v is None:
                 os.environ.pop(k, None)

@@ -473,9 +473,7 @@ def execute(plan: RunPlan) -> RunResult:
     resolved["run_name"] = run_name
     with RunDir(out / run_name, resolved, COMPARED, resume=cfg.resume, hash_defaults=IDENTITY_DEFAULTS) as rd:
         try:
-            result = _train_stream(rd, ts, method_cls, mcfg, cfg, bb, pretrained, device)
-            _announce(result, time.perf_counter() - t_start)
-            return result
+            return _train_stream(rd, ts, method_cls, mcfg, cfg, bb, pretrained, device, t_start)
         except BaseException:
             rd.discard_if_empty()  # failed before its first checkpoint: leave no directory behind
             raise
@@ -518,7 +516,7 @@ def pretrain_on_first_task(backbone: Backbone, task: Task, epochs: int, lr: floa
 
 
 def _train_stream(rd: RunDir, ts: TaskStream, method_cls: type[Method], mcfg: Any, cfg: RunConfig, bb: Backbone,
-                  pretrained: str | None, device: torch.device) -> RunResult:
+                  pretrained: str | None, device: torch.device, t_start: float | None = None) -> RunResult:
     run_dir, resolved = rd.path, rd.config
     ckpt = rd.load_checkpoint() if rd.resumed else None
     if pretrained == "first-task":
@@ -542,7 +540,10 @@ def _train_stream(rd: RunDir, ts: TaskStream, method_cls: type[Method], mcfg: An
         trackers = tracking.open_run(cfg.loggers, rd.path.parent, rd.path.name, resolved, run_dir,
                                      uri=cfg.tracking_uri, experiment=cfg.experiment)
     try:
-        return _train_tasks(rd, ts, learner, cfg, ckpt, names, device, fmt, trackers)
+        result = _train_tasks(rd, ts, learner, cfg, ckpt, names, device, fmt, trackers)
+        if start_task(ckpt) < len(ts):  # it trained (a finished run reopened is not announced)
+            _announce(result, time.perf_counter() - (t_start if t_start is not None else time.perf_counter()))
+        return result
     except BaseException:
         if trackers:
             trackers.finish(None, names, "", failed=True)

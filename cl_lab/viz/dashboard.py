@@ -150,13 +150,14 @@ def _select(options, value=None, description="", multiple=False):
 
 
 def streams_main_first(df: pd.DataFrame) -> list[str]:
-    """The streams of ``df``, the main comparison first: the longest stream (a side sweep such as the
-    trade-off's two-task pair or a three-task subset is shorter), then the one with the most runs, then by
-    name. What a dashboard and its static page open on."""
+    """The streams of ``df``, the main comparison first: the stream with the most methods (a side sweep such
+    as the trade-off's pair, the scratch comparison or a scenario sweep compares a few), then the longest,
+    then the one with the most runs, then by name. What a dashboard and its static page open on."""
     runs = df.groupby("stream").run.nunique()
+    methods = df.groupby("stream").method.nunique() if "method" in df else runs * 0
     col = next((c for c in ("task", "after_task", "eval_task") if c in df), None)
     tasks = df.groupby("stream")[col].nunique() if col else runs * 0
-    return sorted(runs.index, key=lambda st: (-tasks[st], -runs[st], st))
+    return sorted(runs.index, key=lambda st: (-methods[st], -tasks[st], -runs[st], st))
 
 
 def _filter(df: pd.DataFrame, stream, configs, seeds) -> pd.DataFrame:
