@@ -233,7 +233,7 @@ def tables(results: list[dict], seeds: list[int]) -> dict[str, str]:
         entries, new_name = shipped_checkpoints(), default_checkpoint("resnet8-w16")
         domains = {n: len(entries[checkpoint_key(n)]["source_domains"]) for n in (OLD_BACKBONE, new_name)}
         rows = [f"| synth-10, 10 tasks | {OLD_BACKBONE} ({domains[OLD_BACKBONE]} source domains) | {new_name} "
-                f"({domains[new_name]} source domains) | change | stored per task (% of backbone) |",
+                f"({domains[new_name]} source domains) | change | parameters per task (% of backbone) |",
                 "|---|---|---|---|---|"]
         for label, method in BACKBONE_ROWS:
             a, b = old[old.method == method], new[new.method == method]
