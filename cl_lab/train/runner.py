@@ -516,7 +516,7 @@ def pretrain_on_first_task(backbone: Backbone, task: Task, epochs: int, lr: floa
 
 
 def _train_stream(rd: RunDir, ts: TaskStream, method_cls: type[Method], mcfg: Any, cfg: RunConfig, bb: Backbone,
-                  pretrained: str | None, device: torch.device, t_start: float | None = None) -> RunResult:
+                  pretrained: str | None, device: torch.device, t_start: float) -> RunResult:
     run_dir, resolved = rd.path, rd.config
     ckpt = rd.load_checkpoint() if rd.resumed else None
     if pretrained == "first-task":
@@ -533,16 +533,16 @@ def _train_stream(rd: RunDir, ts: TaskStream, method_cls: type[Method], mcfg: An
     except ValueError as e:
         raise ConfigError(f"run: {e}") from None
     names = [t.name for t in ts]
-    trackers = None
-    if cfg.loggers and start_task(ckpt) < len(ts):
+    trackers, trains = None, start_task(ckpt) < len(ts)  # False: a finished run reopened
+    if cfg.loggers and trains:
         from .. import tracking
 
         trackers = tracking.open_run(cfg.loggers, rd.path.parent, rd.path.name, resolved, run_dir,
                                      uri=cfg.tracking_uri, experiment=cfg.experiment)
     try:
         result = _train_tasks(rd, ts, learner, cfg, ckpt, names, device, fmt, trackers)
-        if start_task(ckpt) < len(ts):  # it trained (a finished run reopened is not announced)
-            _announce(result, time.perf_counter() - (t_start if t_start is not None else time.perf_counter()))
+        if trains:
+            _announce(result, time.perf_counter() - t_start)
         return result
     except BaseException:
         if trackers:
@@ -579,7 +579,7 @@ def _train_tasks(rd: RunDir, ts: TaskStream, learner: Method, cfg: RunConfig, ck
     if ckpt is not None:  # verified by RunDir: written by this configuration (method and stream included)
         learner.restore(ckpt["state"])
         learner.to(device, memory_format=fmt)
-        start, costs, steps = ckpt["completed"] + 1, ckpt["costs"], ckpt.get("steps", [])
+        start, costs, steps = start_task(ckpt), ckpt["costs"], ckpt.get("steps", [])
         R[: start] = ckpt["R"].numpy()[: start]
         # the progress files may lag the checkpoint (a kill between the two writes): rewrite them from it
         results.write_progress(rd, R[: start], names, costs, len(ts), steps)
