@@ -291,3 +291,20 @@ def test_07_names_a_stability_gap_only_beyond_the_dip_margin():
     assert "sgd drops" not in text  # 0.59 is within 0.02 of 0.60
     assert "no method's task-1 accuracy dips" in what_you_should_see_07(runs, 2, 0.1, gap=gap.iloc[1:])
     assert "Stability gap" not in what_you_should_see_07(runs, 2, 0.1)
+
+
+def test_05_all_means_every_task_scenario_method_and_each_of_them_prepares():
+    """05's report runs methods='all': a method of another scenario (iCaRL, class-IL only) there stopped `make run`."""
+    from cl_lab.lab import comparison_methods
+    from cl_lab.lab.params import BaselinesParams
+    from cl_lab.methods import get_method
+    from cl_lab.train.runner import prepare
+
+    p = BaselinesParams(**BaselinesParams.REPORT)
+    names = comparison_methods(p.methods, exclude=p.scratch_methods)
+    assert "icarl" not in names and {"sgd", "clr", "er", "joint"} <= set(names)
+    assert not set(p.scratch_methods) & set(names)
+    assert all("task" in get_method(m).scenarios for m in names)
+    for m in names:
+        prepare(m, p.stream, n_tasks=p.n_tasks, epochs=p.epochs)  # raises a ConfigError where it could not run
+    assert comparison_methods(["sgd", "ewc"], exclude=["sgd"]) == ["sgd", "ewc"]  # a list stays as given

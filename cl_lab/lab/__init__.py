@@ -17,10 +17,10 @@ from .lessons import (
     what_you_should_see_05_scratch,
 )
 from .params import NotebookParameterError, check_parameters, defaults, describe_notebook
-from .runs import record_run, recorded_runs, report_missing, resolve_methods, run_methods
+from .runs import comparison_methods, record_run, recorded_runs, report_missing, resolve_methods, run_methods
 
 __all__ = ["PLOTLY_JS", "STATIC_ENV", "NotebookParameterError", "check_parameters", "defaults", "describe_notebook",
-           "record_run", "recorded_runs", "report_missing", "resolve_methods", "run_methods", "show",
+           "comparison_methods", "record_run", "recorded_runs", "report_missing", "resolve_methods", "run_methods", "show",
            "show_dashboard", "static", "what_you_should_see_00", "what_you_should_see_01", "what_you_should_see_02",
            "what_you_should_see_02_ablation",
            "what_you_should_see_03", "what_you_should_see_04", "what_you_should_see_05",

@@ -190,7 +190,8 @@ class BaselinesParams:
     REPORT: ClassVar[dict] = {"stream": "synth-10", "n_tasks": 2, "methods": "all", "epochs": 1,
                               "bn_stats_methods": ["sgd", "ewc"]}
     stream: str = param("synth-mini", "task stream")
-    methods: list[str] | str = param("all", "'all' (every method but the scratch_methods) or a list of method names")
+    methods: list[str] | str = param("all", "'all' (every method of the task scenario but the scratch_methods) or a "
+                                            "list of method names")
     n_tasks: int | None = param(None, "first n tasks only (None: all)", ge=1, le=10_000)
     epochs: int = param(1, "epochs per task", ge=1, le=1000)
     seed: int = SEED

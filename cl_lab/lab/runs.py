@@ -8,11 +8,12 @@ from typing import Any, Mapping
 RUN_MIME = "application/x-cl-lab-run+json"
 
 
-def resolve_methods(methods: Any) -> tuple[list[str], dict[str, str]]:
-    """The methods that import (``'all'``: every registered one) and, for the others, why not."""
+def resolve_methods(methods: Any, scenario: str = "task") -> tuple[list[str], dict[str, str]]:
+    """The methods that import (``'all'``: every registered one that runs in ``scenario``) and, for the
+    others, why not."""
     from ..methods import get_method, method_names
 
-    names = method_names() if methods == "all" else [methods] if isinstance(methods, str) else list(methods)
+    names = method_names(scenario) if methods == "all" else [methods] if isinstance(methods, str) else list(methods)
     ok, missing = [], {}
     for name in names:
         try:
@@ -21,6 +22,16 @@ def resolve_methods(methods: Any) -> tuple[list[str], dict[str, str]]:
         except (ImportError, AttributeError) as e:
             missing[name] = f"{type(e).__name__}: {e}"
     return ok, missing
+
+
+def comparison_methods(methods: Any, exclude: Any = (), scenario: str = "task") -> list[str]:
+    """A notebook's ``methods`` parameter as names: ``'all'`` is every method that runs in ``scenario``
+    but those in ``exclude`` (05 runs its ``scratch_methods`` apart); a list stays as given."""
+    from ..methods import method_names
+
+    if methods != "all":
+        return [methods] if isinstance(methods, str) else list(methods)
+    return [m for m in method_names(scenario) if m not in set(exclude)]
 
 
 def report_missing(missing: Mapping[str, str]) -> None:
@@ -40,7 +51,7 @@ def run_methods(methods: Any, stream: Any, **run_kwargs: Any) -> dict[str, Any]:
     from ..train import TrainingDiverged
     from ..train.runner import execute, prepare
 
-    available, missing = resolve_methods(methods)
+    available, missing = resolve_methods(methods, run_kwargs.get("scenario", "task"))
     report_missing(missing)
     plans = {name: prepare(name, stream, **run_kwargs) for name in available}
     results, t0 = {}, time.perf_counter()

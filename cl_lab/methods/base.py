@@ -413,9 +413,9 @@ class Method(nn.Module):
 
 def scenario_error(method: str, scenario: str, allowed: Sequence[str]) -> str:
     """The one-line refusal of a method outside its scenarios."""
-    from .registry import get_method, method_names
+    from .registry import method_names
 
-    able = [n for n in method_names() if scenario in get_method(n).scenarios]
+    able = method_names(scenario)
     why = " (it needs the task id at test)" if tuple(allowed) == ("task",) else ""
     return (f"method {method!r} does not run in scenario {scenario!r}{why}; it runs in {list(allowed)}. Methods for "
             f"{scenario!r}: {able}")

@@ -37,9 +37,9 @@ def unregister(name: str) -> None:
     _REGISTRY.pop(name.lower(), None)
 
 
-def method_names() -> list[str]:
-    """Every registered method name, sorted."""
-    return sorted(_REGISTRY)
+def method_names(scenario: str | None = None) -> list[str]:
+    """Every registered method name, sorted; with ``scenario``, only the methods that run in it."""
+    return sorted(n for n, cls in _REGISTRY.items() if scenario is None or scenario in cls.scenarios)
 
 
 def get_method(name: str) -> type[Method]:
