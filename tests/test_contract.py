@@ -18,12 +18,6 @@ ROOT = Path(__file__).resolve().parents[1]
 METHODS = method_names()
 
 KNOWN = {
-    ("psp", "backbone"): "PSP's per-task BN copies sit inside the backbone module, which cost() counts whole: "
-                         "backbone_params grows with every task by BN affine parameters task_params counts too",
-    ("psp", "trainable"): "PSP counts trainable_params after end_task froze the task's BN and head: only the shared "
-                          "conv weights, not the BN and head the task trained",
-    ("psp", "storage"): "PSP keeps per-task BN running statistics that no cost entry reports (extra_bytes stays 0; "
-                        "CLR, CCLL, EFTs, RCM and SupSup report theirs)",
     ("rescl", "trainable"): "ResCL reports the folded network plus the current head as trainable_params, not what "
                             "the task trained (the unfolded network on task 1; the target copy with its BN and the "
                             "alphas later)",

@@ -41,8 +41,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config import param
+from ..models.backbones import count_params
 from ._adapters import TaskBatchNorm, replace_modules
-from .base import IsolatedMethod, OptimConfig, StreamInfo, freeze
+from .base import Cost, IsolatedMethod, OptimConfig, StreamInfo, freeze
 from .registry import register
 
 
@@ -116,6 +117,7 @@ class PSP(IsolatedMethod):
         self.bns = replace_modules(backbone, lambda m: isinstance(m, nn.modules.batchnorm._BatchNorm), TaskBatchNorm)
         for bn in self.bns:
             freeze(bn.source)
+        self.backbone_param_count = count_params(backbone)  # before any task's BN copy joins the module
 
     def add_task(self, task_id: int, num_classes: int) -> None:
         super().add_task(task_id, num_classes)
@@ -134,6 +136,21 @@ class PSP(IsolatedMethod):
 
     def head_params(self, task_id: int) -> int:
         return sum(p.numel() for p in self.task_parameters(task_id))
+
+    def cost(self) -> Cost:
+        """The shared weights as the backbone (its size when built: the per-task BN copies that later sit
+        inside the module are each task's, counted with its head in ``task_params``); trainable: the shared
+        weights plus the latest task's BN and head, which trained and are frozen by now; stored apart:
+        every task's BN running statistics (float32 means and variances, an int64 step count per layer)."""
+        tasks = range(len(self.task_classes))
+        own = {id(p) for t in tasks for p in self.task_parameters(t)}
+        shared = sum(p.numel() for p in self.parameters() if p.requires_grad and id(p) not in own)
+        current = sum(p.numel() for p in self.task_parameters(tasks[-1])) if self.task_classes else 0
+        stats = sum(b.numel() * b.element_size() for layer in self.bns for t in tasks
+                    for b in layer.task_module(t).buffers())
+        return Cost(backbone_params=self.backbone_param_count,
+                    task_params=[self.head_params(t) for t in tasks],
+                    trainable_params=shared + current, extra_bytes=stats + self.bn_stats_bytes())
 
     def forward(self, x: Tensor, task_id: int) -> Tensor:
         for layer in (*self.context_layers, *self.bns):
