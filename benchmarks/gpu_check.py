@@ -43,7 +43,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "gpu"
 QUICK_METHODS = ["sgd", "sgd-ll"]
-COLUMNS = {"contiguous": "contiguous (eager)", "channels_last": "channels-last", "bf16": "bf16 autocast"}
+COLUMNS = {"contiguous": "contiguous (eager)", "channels_last": "channels-last", "bf16": "bf16 autocast",
+           "compiled": "compiled"}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -56,6 +57,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="start no further method after this many seconds (tests included)")
     p.add_argument("--pytest-timeout-s", type=float, default=240.0)
     p.add_argument("--skip-tests", action="store_true", help="only the throughput table")
+    p.add_argument("--compile", action="store_true",
+                   help="a fourth setting: channels-last with compile=True (its images/s include compiling each "
+                        "method's backbone graphs, tens of seconds per method)")
     p.add_argument("--quick", action="store_true", help="tiny settings: one synth-mini task, SGD and SGD-LL, one epoch")
     p.add_argument("--allow-cpu", action="store_true", help="run on the CPU when there is no CUDA device")
     return p.parse_args(argv)
@@ -165,6 +169,7 @@ def measure(methods: list[str], settings: dict[str, dict[str, Any]], *, device: 
     for r in rows:
         r["channels_last_vs_contiguous"] = _ratio(r.get("channels_last"), r.get("contiguous"))
         r["bf16_vs_channels_last"] = _ratio(r.get("bf16"), r.get("channels_last"))
+        r["compiled_vs_channels_last"] = _ratio(r.get("compiled"), r.get("channels_last"))
         r["vs_sgd"] = _ratio(r.get("channels_last"), sgd and sgd.get("channels_last"))
     return rows, skipped
 
@@ -204,10 +209,11 @@ def markdown(report: dict[str, Any]) -> str:
               "bf16 autocast is channels-last with `amp=True`; vs SGD compares channels-last (the runner's default "
               "layout):", ""]
     cols = [c for c in COLUMNS if c in setup["settings"]]
-    lines.append("| method | " + " | ".join(COLUMNS[c] for c in COLUMNS) + " | vs SGD |")
-    lines.append("|---" * (len(COLUMNS) + 2) + "|")
+    shown = [c for c in COLUMNS if c != "compiled" or c in cols]  # bf16 is n/a where the device has none
+    lines.append("| method | " + " | ".join(COLUMNS[c] for c in shown) + " | vs SGD |")
+    lines.append("|---" * (len(shown) + 2) + "|")
     for r in report["throughput"]:
-        cells = [("error" if c in r["errors"] else _fmt(r.get(c))) if c in cols else "n/a" for c in COLUMNS]
+        cells = [("error" if c in r["errors"] else _fmt(r.get(c))) if c in cols else "n/a" for c in shown]
         lines.append(f"| {r['method']} | " + " | ".join(cells) + f" | {_fmt(r['vs_sgd'], 2)} |")
     if report["skipped_methods"]:
         lines += ["", f"Not measured within the {setup['budget_s']:.0f} s budget: {', '.join(report['skipped_methods'])}."]
@@ -269,7 +275,10 @@ def main(argv: list[str] | None = None) -> int:
     settings = dict(LAYOUTS)
     if env["bf16"]:
         settings["bf16"] = {**LAYOUTS["channels_last"], "amp": True}
-    setup["settings"] = {k: {"memory_format": v["fmt"], "amp": v.get("amp", False)} for k, v in settings.items()}
+    if args.compile:
+        settings["compiled"] = {**LAYOUTS["channels_last"], "compile": True}
+    setup["settings"] = {k: {"memory_format": v["fmt"], "amp": v.get("amp", False), "compile": v.get("compile", False)}
+                         for k, v in settings.items()}
     if device.startswith("cuda") or not quick:
         warm_up(device, settings, args.backbone)
     rows, skipped = measure(methods, settings, device=device, epochs=setup["epochs"], backbone=args.backbone,

@@ -302,11 +302,12 @@ def tables(results: list[dict], seeds: list[int]) -> dict[str, str]:
     return out
 
 
-def write_readme(blocks: dict[str, str], path: Path) -> list[str]:
+def write_readme(blocks: dict[str, str], path: Path, tag: str = "reference") -> list[str]:
+    """Replace the body of each ``<!-- tag:name -->`` ... ``<!-- /tag:name -->`` block of the README."""
     text = path.read_text()
     done = []
     for name, body in blocks.items():
-        pattern = re.compile(rf"(<!-- reference:{name} -->\n).*?(\n<!-- /reference:{name} -->)", re.S)
+        pattern = re.compile(rf"(<!-- {tag}:{name} -->\n).*?(\n<!-- /{tag}:{name} -->)", re.S)
         if pattern.search(text):
             text = pattern.sub(lambda m, b=body: m.group(1) + b + m.group(2), text)
             done.append(name)

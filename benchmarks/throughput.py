@@ -1,15 +1,29 @@
-"""Training throughput of every method, contiguous vs channels-last, side by side in one process.
+"""Training throughput of every method: contiguous, channels-last and compiled, side by side in one process,
+with where each method's training time goes.
 
 Each method trains the first two synth-10 tasks (the second task is where replay, penalties
-and teachers cost) for ``--epochs`` epochs through ``cl_lab.run`` with its defaults, once
-with ``memory_format="contiguous"`` (PyTorch's default layout, the runner before it chose
-one) and once with ``"auto"`` (channels-last). The two layouts alternate order per method.
-Prints images/second per method and layout, the speed-up, and a last line of JSON.
+and teachers cost) for ``--epochs`` epochs through ``cl_lab.run`` with its defaults in three
+settings, measured back to back in an order rotated per method:
 
-    python benchmarks/throughput.py [--methods sgd clr ...] [--epochs 1] [--backbone resnet8] [--device cpu]
+- ``contiguous``: ``memory_format="contiguous"`` (PyTorch's default layout);
+- ``channels_last``: ``"auto"``, the runner's default;
+- ``compiled``: channels-last with ``compile=True``, measured on a second run in the same process
+  (graphs are kept across runs: the steady state); the first compiled run's extra seconds are
+  ``compile_s`` (``--no-compile`` leaves the column out).
 
-``images_per_second`` and ``side_by_side`` also take a device, bfloat16 autocast, a stream and a
-task count: ``gpu_check.py`` measures the same table on a GPU with them.
+The channels-last run also splits its training time (``StepClock``): ``forward`` (the backbone's
+forward passes inside training steps, teachers' and replayed batches' included), ``backward``
+(``Tensor.backward`` and ``torch.autograd.grad``), ``rest`` (heads, losses, penalties, optimiser
+steps, buffers: the training time minus the two) and ``eval`` (the accuracy matrix after each
+task), each as a share of training plus evaluation time, and counts the images that go through the
+backbone per training step (``images_per_step``; SGD: the batch, 32). ``expected`` = SGD's
+images per step / the method's is the ratio to SGD that the extra images alone explain (a
+frozen backbone needs no weight gradients and can beat it); ``vs_sgd`` is the measured one.
+
+    python benchmarks/throughput.py [--methods sgd derpp ...] [--epochs 1] [--no-compile] [--readme]
+
+The last line printed is JSON. ``images_per_second`` and ``side_by_side`` also take a device,
+bfloat16 autocast, a stream and a task count: ``gpu_check.py`` measures its table on a GPU with them.
 """
 
 from __future__ import annotations
@@ -17,26 +31,99 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-from typing import Any
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
 
 import pandas as pd
 import torch
 
 import cl_lab
 from cl_lab.methods import method_names
+from cl_lab.models.backbones import Backbone
+from cl_lab.train import runner
 
 LAYOUTS = {"contiguous": {"fmt": "contiguous"}, "channels_last": {"fmt": "auto"}}
-"""The two settings of the table: PyTorch's default layout and the runner's (``auto`` is channels-last)."""
+"""The two layouts: PyTorch's default and the runner's (``auto`` is channels-last)."""
+COMPILED = {"compiled": {"fmt": "auto", "compile": True}}
+"""The runner's default layout with ``compile=True``."""
 
 
-def images_per_second(method: str, fmt: str, epochs: int, backbone: str, *, device: str = "cpu", amp: bool = False,
-                      stream: str = "synth-10", n_tasks: int = 2) -> float:
-    """Training images/second of one run through ``cl_lab.run`` (its training time only, all tasks pooled)."""
+class StepClock:
+    """Seconds in the backbone's forward passes and in backward passes while the runner trains a task
+    (``runner.train_task``; not the FLOP count, the evaluations or ``end_task``), images through the
+    backbone and training steps. CPU timings are synchronous; on CUDA they measure launches only."""
+
+    def __init__(self) -> None:
+        self.forward = self.backward = 0.0
+        self.images = self.steps = 0
+        self._depth = 0
+        self._training = False
+
+    @contextmanager
+    def installed(self) -> Iterator[StepClock]:
+        clock = self
+        forward, backward, grad, train_task = (Backbone.forward, torch.Tensor.backward, torch.autograd.grad,
+                                               runner.train_task)
+
+        def timed_forward(module, x, *a, **k):
+            if not clock._training or clock._depth:
+                return forward(module, x, *a, **k)
+            clock._depth += 1
+            t0 = time.perf_counter()
+            try:
+                return forward(module, x, *a, **k)
+            finally:
+                clock.forward += time.perf_counter() - t0
+                clock.images += len(x)
+                clock._depth -= 1
+
+        def timed(fn, slot):
+            def wrapper(*a, **k):
+                if not clock._training:
+                    return fn(*a, **k)
+                t0 = time.perf_counter()
+                try:
+                    return fn(*a, **k)
+                finally:
+                    setattr(clock, slot, getattr(clock, slot) + time.perf_counter() - t0)
+            return wrapper
+
+        def timed_task(method, task, task_id, cfg, *a, **k):
+            clock.steps += cfg.epochs * len(runner.batch_starts(len(task.train), cfg.batch_size))
+            clock._training = True
+            try:
+                return train_task(method, task, task_id, cfg, *a, **k)
+            finally:
+                clock._training = False
+
+        Backbone.forward, torch.Tensor.backward = timed_forward, timed(backward, "backward")
+        torch.autograd.grad, runner.train_task = timed(grad, "backward"), timed_task
+        try:
+            yield self
+        finally:
+            Backbone.forward, torch.Tensor.backward, torch.autograd.grad, runner.train_task = (
+                forward, backward, grad, train_task)
+
+
+def run_costs(method: str, fmt: str, epochs: int, backbone: str, *, device: str = "cpu", amp: bool = False,
+              compile: bool = False, stream: str = "synth-10", n_tasks: int = 2) -> pd.DataFrame:
+    """``costs.csv`` of one run through ``cl_lab.run`` in a temporary folder."""
     with tempfile.TemporaryDirectory() as out:
         r = cl_lab.run(method, stream, n_tasks=n_tasks, backbone=backbone, epochs=epochs, out=out, progress=False,
-                       device=device, memory_format=fmt, amp=amp)
-        c = r.costs
-        return float((c.images_per_second * c.train_seconds).sum() / c.train_seconds.sum())
+                       device=device, memory_format=fmt, amp=amp, compile=compile)
+        return r.costs
+
+
+def pooled_rate(costs: pd.DataFrame) -> float:
+    """Training images/second over every task of a run (its training time only)."""
+    return float((costs.images_per_second * costs.train_seconds).sum() / costs.train_seconds.sum())
+
+
+def images_per_second(method: str, fmt: str, epochs: int, backbone: str, **kw: Any) -> float:
+    """Training images/second of one run through ``cl_lab.run`` (its training time only, all tasks pooled)."""
+    return pooled_rate(run_costs(method, fmt, epochs, backbone, **kw))
 
 
 def side_by_side(method: str, settings: dict[str, dict[str, Any]], *, rotate: int = 0,
@@ -59,26 +146,86 @@ def side_by_side(method: str, settings: dict[str, dict[str, Any]], *, rotate: in
     return {name: ips[name] for name in names}
 
 
+def measure(method: str, rotate: int, epochs: int, backbone: str, compile: bool) -> dict[str, Any]:
+    """One method's row: images/s per setting, compile seconds, and the channels-last run's time split."""
+    row: dict[str, Any] = {"method": method}
+    names = list(LAYOUTS) + (list(COMPILED) if compile else [])
+    k = rotate % len(names)
+    for name in names[k:] + names[:k]:
+        if name == "compiled":
+            first = run_costs(method, "auto", epochs, backbone, compile=True)  # compiles (kept for the second)
+            again = run_costs(method, "auto", epochs, backbone, compile=True)
+            row["compiled"] = pooled_rate(again)
+            row["compile_s"] = float(first.train_seconds.sum() + first.eval_seconds.sum()
+                                     - again.train_seconds.sum() - again.eval_seconds.sum())
+        elif name == "channels_last":
+            clock = StepClock()
+            with clock.installed():
+                costs = run_costs(method, "auto", epochs, backbone)
+            row["channels_last"] = pooled_rate(costs)
+            train, ev = float(costs.train_seconds.sum()), float(costs.eval_seconds.sum())
+            total = train + ev
+            row |= {"forward": clock.forward / total, "backward": clock.backward / total,
+                    "rest": (train - clock.forward - clock.backward) / total, "eval": ev / total,
+                    "images_per_step": clock.images / max(1, clock.steps)}
+        else:
+            row["contiguous"] = images_per_second(method, "contiguous", epochs, backbone)
+    return row
+
+
+def table(df: pd.DataFrame, compile: bool) -> str:
+    """The README's Markdown table."""
+    head = ["method", "contiguous", "channels-last", *(["compiled", "compile s"] if compile else []), "vs SGD",
+            "expected", "images/step", "forward", "backward", "rest", "eval"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for m, r in df.iterrows():
+        cells = [m, f"{r.contiguous:.0f}", f"{r.channels_last:.0f}",
+                 *([f"{r.compiled:.0f}", f"{r.compile_s:.0f}"] if compile else []),
+                 f"{r.vs_sgd:.2f}", f"{r.expected:.2f}", f"{r.images_per_step:.0f}",
+                 *(f"{100 * r[c]:.0f}%" for c in ("forward", "backward", "rest", "eval"))]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--methods", nargs="+", default=method_names())
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--backbone", default="resnet8")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--no-compile", dest="compile", action="store_false", help="leave the compiled column out")
+    p.add_argument("--readme", action="store_true", help="write the table into README.md's speed:throughput block")
     args = p.parse_args()
+    methods = ["sgd"] + [m for m in args.methods if m != "sgd"]  # the ratios are to SGD
     rows = []
-    for i, m in enumerate(args.methods):
-        ips = side_by_side(m, LAYOUTS, rotate=i, epochs=args.epochs, backbone=args.backbone, device=args.device)
-        rows.append({"method": m, "contiguous": ips["contiguous"], "channels_last": ips["channels_last"],
-                     "speedup": ips["channels_last"] / ips["contiguous"]})
-        print(f"{m:12s} {ips['contiguous']:8.1f} -> {ips['channels_last']:8.1f} images/s", flush=True)
-    df = pd.DataFrame(rows).set_index("method")
-    print(f"\nimages/s training the first two synth-10 tasks, {args.backbone} on {args.device}, "
-          f"{torch.get_num_threads()} threads:")
-    print(df.to_string(float_format=lambda v: f"{v:.2f}"))
-    print(json.dumps({"median_speedup": round(float(df.speedup.median()), 3),
-                      "min_speedup": round(float(df.speedup.min()), 3), "threads": torch.get_num_threads(),
-                      "images_per_second": {m: round(float(v), 1) for m, v in df.channels_last.items()}}))
+    for i, m in enumerate(methods):
+        row = measure(m, i, args.epochs, args.backbone, args.compile)
+        rows.append(row)
+        shown = "  ".join(f"{k} {row[k]:7.1f}" for k in ("contiguous", "channels_last", "compiled") if k in row)
+        print(f"{m:12s} {shown} images/s  ({row['images_per_step']:.0f} images/step)", flush=True)
+    df = pd.DataFrame(rows).set_index("method").sort_index()
+    sgd = df.loc["sgd"]
+    df["vs_sgd"] = df.channels_last / sgd.channels_last
+    df["expected"] = sgd.images_per_step / df.images_per_step
+    df["speedup"] = df.channels_last / df.contiguous
+    if args.compile:
+        df["compiled_speedup"] = df.compiled / df.channels_last
+    md = table(df, args.compile)
+    print(f"\nimages/s training the first two synth-10 tasks ({args.epochs} epoch each), {args.backbone}, "
+          f"{torch.get_num_threads()} threads:\n{md}")
+    if args.readme:
+        from reference_numbers import write_readme
+
+        write_readme({"throughput": md}, Path(__file__).resolve().parents[1] / "README.md", tag="speed")
+    out = {"median_speedup": round(float(df.speedup.median()), 3), "min_speedup": round(float(df.speedup.min()), 3),
+           "threads": torch.get_num_threads(),
+           "images_per_second": {m: round(float(v), 1) for m, v in df.channels_last.items()},
+           "vs_sgd": {m: round(float(v), 3) for m, v in df.vs_sgd.items()},
+           "expected_vs_sgd": {m: round(float(v), 3) for m, v in df.expected.items()}}
+    if args.compile:
+        out |= {"median_compiled_speedup": round(float(df.compiled_speedup.median()), 3),
+                "compiled_speedup": {m: round(float(v), 3) for m, v in df.compiled_speedup.items()},
+                "compile_seconds": {m: round(float(v), 1) for m, v in df.compile_s.items()}}
+    print(json.dumps(out))
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     common: dict[str, Any] = {"out": args.out, "seed": args.seed, "progress": not args.no_progress}
     for key in ("epochs", "batch_size", "device", "n_tasks", "pretrained", "run_name", "scenario", "eval_every",
-                *TRACKING_OPTIONS):
+                "compile", *TRACKING_OPTIONS):
         value = getattr(args, key)
         if value is not None:
             common[key] = None if (key == "pretrained" and value.lower() == "none") else value
@@ -100,7 +100,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from .tune import TuneError, parse_space, tune
 
     fixed: dict[str, Any] = {"seed": args.seed, "progress": False}
-    for key in ("epochs", "batch_size", "device", "n_tasks", "pretrained", "scenario", *TRACKING_OPTIONS):
+    for key in ("epochs", "batch_size", "device", "n_tasks", "pretrained", "scenario", "compile", *TRACKING_OPTIONS):
         value = getattr(args, key)
         if value is not None:
             fixed[key] = None if (key == "pretrained" and value.lower() == "none") else value
@@ -382,6 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--scenario", default=None, help=_runner("scenario"))
     r.add_argument("--eval-every", dest="eval_every", type=_positive_int, default=None, help=_runner("eval_every"))
     r.add_argument("--device", default=None, help=_runner("device"))
+    r.add_argument("--compile", action="store_true", default=None, help=_runner("compile"))
     r.add_argument("--seed", type=_seed, default=0)
     r.add_argument("--seeds", type=_seed, nargs="+", default=None,
                    help="run every method for each seed (a sweep) and print mean +/- std")
@@ -422,6 +423,7 @@ def build_parser() -> argparse.ArgumentParser:
     tu.add_argument("--n-tasks", dest="n_tasks", type=int, default=None, help=_runner("n_tasks"))
     tu.add_argument("--scenario", default=None, help=_runner("scenario"))
     tu.add_argument("--device", default=None, help=_runner("device"))
+    tu.add_argument("--compile", action="store_true", default=None, help=_runner("compile"))
     tu.add_argument("--seed", type=_seed, default=0, help="the runs' seed")
     tu.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="fixed method or runner parameters")
     tu.add_argument("--executor", choices=["local", "ray"], default="local")

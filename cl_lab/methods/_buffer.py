@@ -57,10 +57,13 @@ class ReservoirBuffer:
                 self.logits[slot, : logits.shape[1]] = logits[i].detach().float().cpu()
         self.seen += len(x)
 
-    def sample(self, n: int, device: torch.device) -> dict[str, Tensor]:
-        """``n`` stored examples drawn uniformly without replacement (fewer if the buffer holds fewer)."""
+    def sample(self, n: int, like: Tensor) -> dict[str, Tensor]:
+        """``n`` stored examples drawn uniformly without replacement (fewer if the buffer holds fewer), on
+        the device of the batch ``like`` and with its images in that batch's memory layout (a replayed
+        batch concatenated with a channels-last one stays channels-last, and so does its forward pass)."""
         idx = torch.randperm(len(self))[: min(n, len(self))]
-        out = {"x": self.x[idx].to(device), "y": self.y[idx].to(device), "task": self.task[idx].to(device)}
+        device = like.device
+        out = {"x": batch_like(self.x[idx], like), "y": self.y[idx].to(device), "task": self.task[idx].to(device)}
         if self.logits is not None:
             out["logits"] = self.logits[idx].to(device)
         return out

@@ -59,14 +59,14 @@ class DERPP(ReplayMethod):
         loss = self.record("task_loss", F.cross_entropy(logits, y))
         if not len(self.buffer):
             return loss
-        return (loss + self.cfg.alpha * self.record("logit_replay", self.logit_replay(x.device))
-                + self.cfg.beta * self.record("label_replay", self.label_replay(x.device)))
+        return (loss + self.cfg.alpha * self.record("logit_replay", self.logit_replay(x))
+                + self.cfg.beta * self.record("label_replay", self.label_replay(x)))
 
-    def logit_replay(self, device) -> Tensor:
+    def logit_replay(self, like: Tensor) -> Tensor:
         """MSE between the current logits of buffered examples and the logits stored with them, over
         the outputs the head had when they were stored (``logit_width``: the task's classes; in the
         class scenario every class seen up to that task, our reading of the growing head)."""
-        b = self.buffer.sample(self.cfg.replay_batch_size, device)
+        b = self.buffer.sample(self.cfg.replay_batch_size, like)
 
         def mse(out: Tensor, m: Tensor) -> Tensor:
             w = self.logit_width(int(b["task"][m][0]))
@@ -74,7 +74,7 @@ class DERPP(ReplayMethod):
 
         return per_task_loss(self, b["x"], b["task"], mse)
 
-    def label_replay(self, device) -> Tensor:
+    def label_replay(self, like: Tensor) -> Tensor:
         """Cross-entropy on an independent sample of buffered examples and their labels."""
-        c = self.buffer.sample(self.cfg.replay_batch_size, device)
+        c = self.buffer.sample(self.cfg.replay_batch_size, like)
         return per_task_loss(self, c["x"], c["task"], lambda out, m: F.cross_entropy(out, c["y"][m]))

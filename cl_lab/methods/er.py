@@ -49,7 +49,7 @@ class ER(ReplayMethod):
         self.remember(x, y, task_id)
         if not len(self.buffer):
             return F.cross_entropy(self(x, task_id), y)
-        b = self.buffer.sample(self.cfg.replay_batch_size, x.device)
+        b = self.buffer.sample(self.cfg.replay_batch_size, x)
         xs, ys = torch.cat([x, b["x"]]), torch.cat([y, b["y"]])
         ts = torch.cat([torch.full_like(y, task_id), b["task"]])
         return per_task_loss(self, xs, ts, lambda logits, m: F.cross_entropy(logits, ys[m]))

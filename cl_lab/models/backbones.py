@@ -35,8 +35,16 @@ class Backbone(nn.Module):
         self.body = body
         self.out_dim = int(out_dim)
         self.arch = arch
+        self.compiled = False
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.compiled:  # the runner's compile=True (cl_lab.train.compiled); copies compile for their own weights
+            from ..train.compiled import compiled_forward
+
+            return compiled_forward()(self, x)
+        return self.eager_forward(x)
+
+    def eager_forward(self, x: Tensor) -> Tensor:
         return torch.flatten(self.body(self.normalize(x)), 1)
 
 

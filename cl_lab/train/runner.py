@@ -8,6 +8,7 @@ import os
 import platform
 import random
 import re
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ from ..methods.base import TrainPlan, fit_on_task, scenario_error
 from ..models.backbones import BACKBONES, Backbone, build_backbone, module_digest
 from ..models.weights import checkpoint_key, default_checkpoint, load_weights, recorded_name, shipped_checkpoints, shipped_names
 from ..rundir import MAX_SEED, RunDir, check_out_dir, check_run_name, default_name, identity
+from . import compiled
 
 MAX_EPOCHS = 1000
 MAX_BATCH = 65536
@@ -91,6 +93,10 @@ class RunConfig:
     memory_format: Literal["auto", "channels_last", "contiguous"] = param(
         "auto", "layout of images and conv weights: 'auto' is channels-last (1.15-1.3x faster training of ResNet-8 on "
         "the 2-core CPUs measured, and what tensor cores want on GPU); 'contiguous' is PyTorch's default NCHW")
+    compile: bool = param(
+        False, "torch.compile the backbone (training and evaluation; graphs kept across tasks; about 1.3x faster "
+        "ResNet-8 training on 2 CPU cores once compiled). Not bit-identical to eager, so part of the run's identity; "
+        "where compilation is unavailable the run goes on eagerly with a one-line warning, recorded as compile=False")
     scenario: Literal["task", "domain", "class"] = param(
         "task", "'task': a head per task, the task id given at test; 'domain': one shared head, no task id at test "
         "(tasks must have equal class counts); 'class': one head over every class seen so far, no task id at test")
@@ -206,12 +212,12 @@ def _stream_record(stream: TaskStream) -> dict[str, Any]:
 
 COMPARED = ("method", "method_config", "backbone", "pretrained", "weights_sha256", "first_task_epochs", "first_task_lr",
             "epochs", "batch_size", "seed", "stream", "bn_stats", "eval_split", "memory_format", "backbone_sha256",
-            "scenario", "eval_every", "eval_images")
+            "scenario", "eval_every", "eval_images", "compile")
 """The settings a run directory is tied to: resuming with any of them changed is refused."""
 TRACKING = ("loggers", "log_every", "tracking_uri", "experiment")
 """Where a run is also logged (``cl_lab.tracking``): never part of a run's or a study's identity."""
 IDENTITY_DEFAULTS = {"memory_format": "auto", "backbone_sha256": None, "scenario": "task", "eval_every": None,
-                     "eval_images": 200}
+                     "eval_images": 200, "compile": False}
 """Identity settings added after runs existed: at these values they leave a run's name and checkpoint
 hash as before (a built-in backbone by name has no digest; its start is fixed by the seed)."""
 
@@ -240,7 +246,7 @@ def _macs_per_image(method: Method, x: torch.Tensor, y: torch.Tensor, task_id: i
     """Training (one observe step) and inference MACs per image, counted on a throwaway copy."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+    with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []), compiled.eager():
         probe = copy.deepcopy(method)
         probe.train()
         with FlopCounterMode(display=False) as fc, torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
@@ -449,10 +455,15 @@ def execute(plan: RunPlan) -> RunResult:
                               "give them one (Task.from_tensors(..., val_fraction=0.1)) or use eval_split='test'")
 
     device = resolve_device(cfg.device)
+    if cfg.compile and (why := compiled.unavailable()) is not None:
+        print(f"cl_lab run: compile=True but torch.compile does not work here ({why}); running eagerly, recorded as "
+              "compile=False", file=sys.stderr, flush=True)
+        cfg = dataclasses.replace(cfg, compile=False)
     seed_everything(cfg.seed)
     # a user's module is copied, so every run starts from the weights it was given
     bb = build_backbone(copy.deepcopy(user_module) if user_module is not None else cfg.backbone, ts[0].image_shape)
     check_input(bb, ts)
+    bb.compiled = cfg.compile
     pretrained = _resolve_pretrained(cfg, method_cls, bb)
     resolved = {
         "method": method_cls.name,
