@@ -20,7 +20,7 @@ backbone per training step (``images_per_step``; SGD: the batch, 32). ``expected
 images per step / the method's is the ratio to SGD that the extra images alone explain (a
 frozen backbone needs no weight gradients and can beat it); ``vs_sgd`` is the measured one.
 
-    python benchmarks/throughput.py [--methods sgd derpp ...] [--epochs 1] [--no-compile] [--readme]
+    python benchmarks/throughput.py [--methods sgd derpp ...] [--epochs 1] [--no-compile] [--cache F] [--readme]
 
 The last line printed is JSON. ``images_per_second`` and ``side_by_side`` also take a device,
 bfloat16 autocast, a stream and a task count: ``gpu_check.py`` measures its table on a GPU with them.
@@ -189,17 +189,27 @@ def table(df: pd.DataFrame, compile: bool) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--methods", nargs="+", default=method_names())
+    p.add_argument("--methods", nargs="+", default=method_names("task"), help="default: every task-IL method")
+    p.add_argument("--cache", default=None, metavar="FILE.jsonl",
+                   help="keep each method's row in FILE as it is measured; a rerun measures only the missing ones")
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--backbone", default="resnet8")
     p.add_argument("--no-compile", dest="compile", action="store_false", help="leave the compiled column out")
     p.add_argument("--readme", action="store_true", help="write the table into README.md's speed:throughput block")
     args = p.parse_args()
     methods = ["sgd"] + [m for m in args.methods if m != "sgd"]  # the ratios are to SGD
+    cache = Path(args.cache) if args.cache else None
+    kept = {r["method"]: r for r in map(json.loads, cache.read_text().splitlines())} if cache and cache.exists() else {}
     rows = []
     for i, m in enumerate(methods):
+        if m in kept and ("compiled" in kept[m]) == args.compile:
+            rows.append(kept[m])
+            continue
         row = measure(m, i, args.epochs, args.backbone, args.compile)
         rows.append(row)
+        if cache:
+            with cache.open("a") as f:
+                f.write(json.dumps(row) + "\n")
         shown = "  ".join(f"{k} {row[k]:7.1f}" for k in ("contiguous", "channels_last", "compiled") if k in row)
         print(f"{m:12s} {shown} images/s  ({row['images_per_step']:.0f} images/step)", flush=True)
     df = pd.DataFrame(rows).set_index("method").sort_index()

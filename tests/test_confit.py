@@ -120,3 +120,15 @@ def test_bad_settings_are_rejected(bad):
 
     with pytest.raises(ConfigError):
         build(get_method("confit").Config, bad, where="confit")
+
+
+def test_step_probes_recompute_the_old_tasks_bn_means_as_the_convs_move(tmp_path, mini):
+    """``eval_every``'s last probe in a task sees the convs the end-of-task evaluation sees: with every test
+    image probed, its accuracy on an old task is that task's entry of the accuracy matrix (means cached from
+    the task's first probe would be those of convs many steps old)."""
+    r = cl_lab.run("confit", mini, n_tasks=2, epochs=2, eval_every=3, eval_images=10_000, out=str(tmp_path),
+                   progress=False)
+    steps = cl_lab.results.load_steps(tmp_path)
+    old = steps[(steps.task == 1) & (steps.eval_task == 0)].sort_values("step")
+    assert len(old) >= 3
+    assert old.accuracy.iloc[-1] == pytest.approx(r.R[1, 0], abs=1e-9)

@@ -147,15 +147,19 @@ class ConFiT(Method):
 
     @torch.no_grad()
     def corrected_means(self, task_id: int) -> list[Tensor]:
-        """Task ``task_id``'s BN running means, those after a conv recomputed through the current conv."""
-        if task_id not in self.corrected:
-            means = [getattr(self.store, f"t{task_id}_bn{i}_running_mean").clone() for i in range(len(self.bns))]
-            if self.cfg.cross_conv_bn:
-                index = {id(bn): i for i, bn in enumerate(self.bns)}
-                for k, (tc, bn) in enumerate(self.trackers):
-                    means[index[id(bn)]] = tc.output_mean(getattr(self.store, f"t{task_id}_in{k}")).to(means[0].dtype)
+        """Task ``task_id``'s BN running means, those after a conv recomputed through the current conv.
+        Kept between tasks, when the convs are fixed; while a task trains (``eval_every``'s probes) they
+        move with every step, so each probe recomputes them."""
+        if task_id in self.corrected:
+            return self.corrected[task_id]
+        means = [getattr(self.store, f"t{task_id}_bn{i}_running_mean").clone() for i in range(len(self.bns))]
+        if self.cfg.cross_conv_bn:
+            index = {id(bn): i for i, bn in enumerate(self.bns)}
+            for k, (tc, bn) in enumerate(self.trackers):
+                means[index[id(bn)]] = tc.output_mean(getattr(self.store, f"t{task_id}_in{k}")).to(means[0].dtype)
+        if self.optimizer is None:
             self.corrected[task_id] = means
-        return self.corrected[task_id]
+        return means
 
     def _bn_state(self, task_id: int) -> Iterator[tuple[nn.modules.batchnorm._BatchNorm, dict[str, Tensor]]]:
         latest = task_id == len(self.task_classes) - 1
