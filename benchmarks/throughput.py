@@ -3,12 +3,12 @@ with where each method's training time goes.
 
 Each method trains the first two synth-10 tasks (the second task is where replay, penalties
 and teachers cost) for ``--epochs`` epochs through ``cl_lab.run`` with its defaults in three
-settings, measured back to back in an order rotated per method:
+settings, measured back to back in an order rotated per method (``--repeats N``: N rounds, the median):
 
 - ``contiguous``: ``memory_format="contiguous"`` (PyTorch's default layout);
 - ``channels_last``: ``"auto"``, the runner's default;
-- ``compiled``: channels-last with ``compile=True``, measured on a second run in the same process
-  (graphs are kept across runs: the steady state); the first compiled run's extra seconds are
+- ``compiled``: channels-last with ``compile=True``, measured after a first compiled run in the same
+  process (graphs are kept across runs: the steady state); that first run's extra seconds are
   ``compile_s`` (``--no-compile`` leaves the column out).
 
 The channels-last run also splits its training time (``StepClock``): ``forward`` (the backbone's
@@ -20,7 +20,8 @@ backbone per training step (``images_per_step``; SGD: the batch, 32). ``expected
 images per step / the method's is the ratio to SGD that the extra images alone explain (a
 frozen backbone needs no weight gradients and can beat it); ``vs_sgd`` is the measured one.
 
-    python benchmarks/throughput.py [--methods sgd derpp ...] [--epochs 1] [--no-compile] [--cache F] [--readme]
+    python benchmarks/throughput.py [--methods sgd derpp ...] [--epochs 1] [--repeats 1] [--no-compile] [--cache F]
+                                    [--readme]
 
 The last line printed is JSON. ``images_per_second`` and ``side_by_side`` also take a device,
 bfloat16 autocast, a stream and a task count: ``gpu_check.py`` measures its table on a GPU with them.
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import tempfile
 import time
 from contextlib import contextmanager
@@ -146,30 +148,36 @@ def side_by_side(method: str, settings: dict[str, dict[str, Any]], *, rotate: in
     return {name: ips[name] for name in names}
 
 
-def measure(method: str, rotate: int, epochs: int, backbone: str, compile: bool) -> dict[str, Any]:
-    """One method's row: images/s per setting, compile seconds, and the channels-last run's time split."""
+def measure(method: str, rotate: int, epochs: int, backbone: str, compile: bool, repeats: int = 1) -> dict[str, Any]:
+    """One method's row: images/s per setting (the median of ``repeats`` runs, the settings taking turns),
+    compile seconds, and the channels-last runs' time split (their sums)."""
     row: dict[str, Any] = {"method": method}
     names = list(LAYOUTS) + (list(COMPILED) if compile else [])
-    k = rotate % len(names)
-    for name in names[k:] + names[:k]:
-        if name == "compiled":
-            first = run_costs(method, "auto", epochs, backbone, compile=True)  # compiles (kept for the second)
-            again = run_costs(method, "auto", epochs, backbone, compile=True)
-            row["compiled"] = pooled_rate(again)
-            row["compile_s"] = float(first.train_seconds.sum() + first.eval_seconds.sum()
-                                     - again.train_seconds.sum() - again.eval_seconds.sum())
-        elif name == "channels_last":
-            clock = StepClock()
-            with clock.installed():
-                costs = run_costs(method, "auto", epochs, backbone)
-            row["channels_last"] = pooled_rate(costs)
-            train, ev = float(costs.train_seconds.sum()), float(costs.eval_seconds.sum())
-            total = train + ev
-            row |= {"forward": clock.forward / total, "backward": clock.backward / total,
-                    "rest": (train - clock.forward - clock.backward) / total, "eval": ev / total,
-                    "images_per_step": clock.images / max(1, clock.steps)}
-        else:
-            row["contiguous"] = images_per_second(method, "contiguous", epochs, backbone)
+    rates: dict[str, list[float]] = {n: [] for n in names}
+    clock, train, ev = StepClock(), 0.0, 0.0
+    if compile:  # the first compiled run compiles; the graphs stay for the measured ones
+        first = run_costs(method, "auto", epochs, backbone, compile=True)
+        row["compile_s"] = float(first.train_seconds.sum() + first.eval_seconds.sum())
+    for r in range(repeats):
+        k = (rotate + r) % len(names)
+        for name in names[k:] + names[:k]:
+            if name == "compiled":
+                again = run_costs(method, "auto", epochs, backbone, compile=True)
+                rates[name].append(pooled_rate(again))
+                if r == 0:
+                    row["compile_s"] -= float(again.train_seconds.sum() + again.eval_seconds.sum())
+            elif name == "channels_last":
+                with clock.installed():
+                    costs = run_costs(method, "auto", epochs, backbone)
+                rates[name].append(pooled_rate(costs))
+                train, ev = train + float(costs.train_seconds.sum()), ev + float(costs.eval_seconds.sum())
+            else:
+                rates[name].append(images_per_second(method, "contiguous", epochs, backbone))
+    row |= {n: statistics.median(v) for n, v in rates.items()}
+    total = train + ev
+    row |= {"forward": clock.forward / total, "backward": clock.backward / total,
+            "rest": (train - clock.forward - clock.backward) / total, "eval": ev / total,
+            "images_per_step": clock.images / max(1, clock.steps), "repeats": repeats}
     return row
 
 
@@ -195,6 +203,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--backbone", default="resnet8")
     p.add_argument("--no-compile", dest="compile", action="store_false", help="leave the compiled column out")
+    p.add_argument("--repeats", type=int, default=1, help="runs per setting; images/s is their median")
     p.add_argument("--readme", action="store_true", help="write the table into README.md's speed:throughput block")
     args = p.parse_args()
     methods = ["sgd"] + [m for m in args.methods if m != "sgd"]  # the ratios are to SGD
@@ -202,10 +211,10 @@ def main() -> None:
     kept = {r["method"]: r for r in map(json.loads, cache.read_text().splitlines())} if cache and cache.exists() else {}
     rows = []
     for i, m in enumerate(methods):
-        if m in kept and ("compiled" in kept[m]) == args.compile:
+        if m in kept and ("compiled" in kept[m]) == args.compile and kept[m].get("repeats", 1) == args.repeats:
             rows.append(kept[m])
             continue
-        row = measure(m, i, args.epochs, args.backbone, args.compile)
+        row = measure(m, i, args.epochs, args.backbone, args.compile, args.repeats)
         rows.append(row)
         if cache:
             with cache.open("a") as f:

@@ -123,6 +123,8 @@ class PSP(IsolatedMethod):
         super().add_task(task_id, num_classes)
         for bn in self.bns:
             bn.add(task_id)
+        for layer in self.context_layers:  # built now, so a compiled forward only looks them up
+            layer.context(task_id)
 
     def task_parameters(self, task_id: int) -> list[nn.Parameter]:
         bn = [p for layer in self.bns for p in layer.task_module(task_id).parameters()]
@@ -158,6 +160,8 @@ class PSP(IsolatedMethod):
         return self.heads(self.backbone(x), task_id)
 
     def _apply(self, fn, recurse: bool = True):
-        for layer in getattr(self, "context_layers", []):
-            layer._cache.clear()
-        return super()._apply(fn, recurse)
+        out = super()._apply(fn, recurse)
+        for layer in getattr(self, "context_layers", []):  # contexts follow the weights to their device
+            device = layer.layer.weight.device
+            layer._cache = {t: c.to(device) for t, c in layer._cache.items()}
+        return out
