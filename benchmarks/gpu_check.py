@@ -7,8 +7,10 @@
 2. trains the first two synth-10 tasks with every method through ``cl_lab.run`` (the functions of
    ``throughput.py``), each method in three settings measured back to back in a rotating order:
    contiguous layout, channels-last (the runner's default) and channels-last with bfloat16
-   autocast (``amp=True``, where the device supports bfloat16); one warm-up run per setting first
-   (none with ``--quick`` on the CPU);
+   autocast (``amp=True``, where the device supports bfloat16), and with ``--compile`` a fourth,
+   channels-last with ``compile=True``; one warm-up run per setting first (none with ``--quick``
+   on the CPU), so the compiled column includes compiling only what a method's backbone adds to
+   the warm-up's SGD graphs;
 3. writes ``gpu_check.json`` (device, torch, CUDA and cuDNN versions, test counts, the table) and
    ``gpu_check.md`` (the table: images/s per setting and the ratio to SGD) into ``--out``.
 
@@ -58,8 +60,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--pytest-timeout-s", type=float, default=240.0)
     p.add_argument("--skip-tests", action="store_true", help="only the throughput table")
     p.add_argument("--compile", action="store_true",
-                   help="a fourth setting: channels-last with compile=True (its images/s include compiling each "
-                        "method's backbone graphs, tens of seconds per method)")
+                   help="a fourth setting: channels-last with compile=True (the warm-up compiles SGD's backbone; "
+                        "a method's images/s include compiling what its backbone adds: adapters, masks, contexts)")
     p.add_argument("--quick", action="store_true", help="tiny settings: one synth-mini task, SGD and SGD-LL, one epoch")
     p.add_argument("--allow-cpu", action="store_true", help="run on the CPU when there is no CUDA device")
     return p.parse_args(argv)

@@ -64,6 +64,8 @@ def runner_loop(task, epochs: int, batch_size: int, seed: int, backbone_name: st
     with tempfile.TemporaryDirectory() as out:
         r = cl_lab.run("sgd", TaskStream("bench", [task]), backbone=backbone_name, pretrained=None, epochs=epochs,
                        batch_size=batch_size, seed=seed, out=out, progress=False, device="cpu", compile=compile)
+        if r.config["compile"] != compile:
+            raise SystemExit("compile=True ran eagerly: torch.compile is unavailable here (--no-compile skips it)")
         return float(r.costs["images_per_second"].iloc[0])
 
 

@@ -9,13 +9,18 @@ settings, measured back to back in an order rotated per method (``--repeats N``:
 - ``channels_last``: ``"auto"``, the runner's default;
 - ``compiled``: channels-last with ``compile=True``, measured after a first compiled run in the same
   process (graphs are kept across runs: the steady state); that first run's extra seconds are
-  ``compile_s`` (``--no-compile`` leaves the column out).
+  ``compile_s``. The process's graphs and PyTorch's on-disk kernel cache are shared by the methods,
+  so ``compile_s`` counts what a method compiles beyond those measured before it: SGD, measured
+  first, pays the backbone's compile (cold only with an empty cache); a method whose backbone
+  differs (adapters, masks, contexts) pays its own (``--no-compile`` leaves the column out).
 
 The channels-last run also splits its training time (``StepClock``): ``forward`` (the backbone's
 forward passes inside training steps, teachers' and replayed batches' included), ``backward``
 (``Tensor.backward`` and ``torch.autograd.grad``), ``rest`` (heads, losses, penalties, optimiser
-steps, buffers: the training time minus the two) and ``eval`` (the accuracy matrix after each
-task), each as a share of training plus evaluation time, and counts the images that go through the
+steps, buffers: the training time minus the two; SGD's own heads, loss and optimiser included) and
+``eval`` (the accuracy matrix after each task), each as a share of training plus evaluation time
+(work at task boundaries, such as EWC's Fisher or ResCL's folding, is in neither), and counts the
+images that go through the
 backbone per training step (``images_per_step``; SGD: the batch, 32). ``expected`` = SGD's
 images per step / the method's is the ratio to SGD that the extra images alone explain (a
 frozen backbone needs no weight gradients and can beat it); ``vs_sgd`` is the measured one.
@@ -115,6 +120,8 @@ def run_costs(method: str, fmt: str, epochs: int, backbone: str, *, device: str 
     with tempfile.TemporaryDirectory() as out:
         r = cl_lab.run(method, stream, n_tasks=n_tasks, backbone=backbone, epochs=epochs, out=out, progress=False,
                        device=device, memory_format=fmt, amp=amp, compile=compile)
+        if r.config.get("compile", False) != compile:
+            raise RuntimeError(f"{method}: compile=True ran eagerly (torch.compile is unavailable here)")
         return r.costs
 
 

@@ -213,7 +213,8 @@ def check_progress(d: Path, tables: dict[str, Any], summary: dict[str, Any]) -> 
 
 
 VARIANT_KEYS = ("scenario", "tasks", "backbone", "backbone_sha256", "pretrained", "weights_sha256", "first_task_epochs",
-                "first_task_lr", "epochs", "batch_size", "bn_stats", "eval_split", "memory_format", "stream_seed", "stream_hash")
+                "first_task_lr", "epochs", "batch_size", "bn_stats", "eval_split", "memory_format", "compile", "stream_seed",
+                "stream_hash")
 """Settings that make two runs of one method different configurations (the seed does not): the
 weights a run started from (by name and by content), the stream's content, the layout, ..."""
 
@@ -228,6 +229,7 @@ def _variant(cfg: dict[str, Any]) -> dict[str, str]:
     flat.setdefault("memory_format", "auto")
     flat.setdefault("backbone_sha256", None)
     flat.setdefault("scenario", "task")
+    flat.setdefault("compile", False)
     out = {}
     for k in VARIANT_KEYS:
         if k in flat:

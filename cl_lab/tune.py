@@ -127,6 +127,9 @@ class _Setup:
 
 # ----------------------------------------------------------------------------- search spaces
 
+STUDY_IDENTITY_DEFAULTS = {"compile": False}
+"""Runner settings added after studies existed: at these values they leave a study's name as before."""
+
 def _field_type(method_cls: type, name: str) -> Any:
     """int, float or None (anything else: a choice only) for a field of the method's Config."""
     tp = typing.get_type_hints(method_cls.Config)[name]
@@ -341,7 +344,8 @@ def _plan(method: str, stream: Any, trials: Any, *, out: str | Path, study_name:
 
         backbone = f"{type(backbone).__name__}:{module_digest(backbone)[:16]}"
     resolved_run = {k_: v for k_, v in dataclasses.asdict(plans[0].config).items()
-                    if k_ not in ("out", "run_name", "resume", "progress", "backbone", *TRACKING)}
+                    if k_ not in ("out", "run_name", "resume", "progress", "backbone", *TRACKING)
+                    and not (k_ in STUDY_IDENTITY_DEFAULTS and v == STUDY_IDENTITY_DEFAULTS[k_])}
     resolved_method = {k_: v for k_, v in dataclasses.asdict(plans[0].method_config).items() if k_ not in space}
     identity = canonical({  # every setting resolved, so a default given explicitly names the same study
         "method": cls.name, "stream": stream_name,

@@ -39,9 +39,9 @@ class Backbone(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if self.compiled:  # the runner's compile=True (cl_lab.train.compiled); copies compile for their own weights
-            from ..train.compiled import compiled_forward
+            from ..train import compiled
 
-            return compiled_forward()(self, x)
+            return compiled.forward(self, x)
         return self.eager_forward(x)
 
     def eager_forward(self, x: Tensor) -> Tensor:

@@ -94,8 +94,9 @@ class RunConfig:
         "auto", "layout of images and conv weights: 'auto' is channels-last (1.15-1.3x faster training of ResNet-8 on "
         "the 2-core CPUs measured, and what tensor cores want on GPU); 'contiguous' is PyTorch's default NCHW")
     compile: bool = param(
-        False, "torch.compile the backbone (training and evaluation; graphs kept across tasks; about 1.3x faster "
-        "ResNet-8 training on 2 CPU cores once compiled). Not bit-identical to eager, so part of the run's identity; "
+        False, "torch.compile the backbone (training and evaluation; graphs kept across tasks). What it gains depends "
+        "on the hardware: on the 2-core CPU measured (README, Speed) a ResNet-8 step gained 1.0-1.1x and a whole "
+        "default run was slower, compiling included. Not bit-identical to eager, so part of the run's identity; "
         "where compilation is unavailable the run goes on eagerly with a one-line warning, recorded as compile=False")
     scenario: Literal["task", "domain", "class"] = param(
         "task", "'task': a head per task, the task id given at test; 'domain': one shared head, no task id at test "
@@ -455,7 +456,7 @@ def execute(plan: RunPlan) -> RunResult:
                               "give them one (Task.from_tensors(..., val_fraction=0.1)) or use eval_split='test'")
 
     device = resolve_device(cfg.device)
-    if cfg.compile and (why := compiled.unavailable()) is not None:
+    if cfg.compile and (why := compiled.unavailable(device.type)) is not None:
         print(f"cl_lab run: compile=True but torch.compile does not work here ({why}); running eagerly, recorded as "
               "compile=False", file=sys.stderr, flush=True)
         cfg = dataclasses.replace(cfg, compile=False)
