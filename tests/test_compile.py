@@ -11,7 +11,7 @@ import torch
 
 import cl_lab
 from cl_lab.config import ConfigError
-from cl_lab.train import compiled
+from cl_lab.models import compiled
 
 RUN = [sys.executable, "-m", "cl_lab", "run", "--method", "sgd", "--stream", "synth-mini", "--epochs", "1",
        "--n-tasks", "2", "--pretrained", "none", "--no-progress"]

@@ -38,8 +38,8 @@ class Backbone(nn.Module):
         self.compiled = False
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.compiled:  # the runner's compile=True (cl_lab.train.compiled); copies compile for their own weights
-            from ..train import compiled
+        if self.compiled:  # the runner's compile=True (cl_lab.models.compiled); copies compile for their own weights
+            from . import compiled
 
             return compiled.forward(self, x)
         return self.eager_forward(x)

@@ -26,10 +26,10 @@ from ..data.streams import STREAMS, embedded_task_names, load_stream
 from ..data.task import Task, TaskStream
 from ..methods import Method, StreamInfo, get_method
 from ..methods.base import TrainPlan, fit_on_task, scenario_error
+from ..models import compiled
 from ..models.backbones import BACKBONES, Backbone, build_backbone, module_digest
 from ..models.weights import checkpoint_key, default_checkpoint, load_weights, recorded_name, shipped_checkpoints, shipped_names
 from ..rundir import MAX_SEED, RunDir, check_out_dir, check_run_name, default_name, identity
-from . import compiled
 
 MAX_EPOCHS = 1000
 MAX_BATCH = 65536

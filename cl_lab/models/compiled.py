@@ -66,7 +66,7 @@ def enable() -> None:
 @functools.cache
 def compiled_forward():
     """The one compiled ``Backbone`` forward of this process (graphs are cached by dynamo per guard set)."""
-    from ..models.backbones import Backbone
+    from .backbones import Backbone
 
     enable()
     return torch.compile(Backbone.eager_forward, dynamic=None)
