@@ -27,6 +27,7 @@ frozen backbone needs no weight gradients and can beat it); ``vs_sgd`` is the me
 
     python benchmarks/throughput.py [--methods sgd derpp ...] [--epochs 1] [--repeats 1] [--no-compile] [--cache F]
                                     [--readme]
+    python benchmarks/throughput.py --ratios derpp er supsup rescl ccll [--rounds 4]   # ratios to SGD, in turns
 
 The last line printed is JSON. ``images_per_second`` and ``side_by_side`` also take a device,
 bfloat16 autocast, a stream and a task count: ``gpu_check.py`` measures its table on a GPU with them.
@@ -202,6 +203,21 @@ def table(df: pd.DataFrame, compile: bool) -> str:
     return "\n".join(lines)
 
 
+def ratios(methods: list[str], rounds: int, epochs: int, backbone: str) -> dict[str, Any]:
+    """Each method's channels-last images/s over SGD's measured in the same round, SGD and the methods
+    taking turns, over ``rounds`` rounds: the median ratio is robust to a machine whose speed drifts
+    between minutes (a table row measures a method minutes after SGD)."""
+    per: dict[str, list[float]] = {m: [] for m in methods}
+    for r in range(rounds):
+        order = ["sgd", *methods] if r % 2 == 0 else [*methods, "sgd"]
+        ips = {m: images_per_second(m, "auto", epochs, backbone) for m in order}
+        for m in methods:
+            per[m].append(ips[m] / ips["sgd"])
+        print(f"round {r + 1}: " + "  ".join(f"{m} {per[m][-1]:.3f}" for m in methods), flush=True)
+    return {m: {"median": round(statistics.median(v), 3), "min": round(min(v), 3), "max": round(max(v), 3)}
+            for m, v in per.items()}
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--methods", nargs="+", default=method_names("task"), help="default: every task-IL method")
@@ -212,7 +228,14 @@ def main() -> None:
     p.add_argument("--no-compile", dest="compile", action="store_false", help="leave the compiled column out")
     p.add_argument("--repeats", type=int, default=1, help="runs per setting; images/s is their median")
     p.add_argument("--readme", action="store_true", help="write the table into README.md's speed:throughput block")
+    p.add_argument("--ratios", nargs="+", default=None, metavar="METHOD",
+                   help="instead of the table: these methods' images/s over SGD's, measured in turns (--rounds)")
+    p.add_argument("--rounds", type=int, default=4, help="rounds of --ratios")
     args = p.parse_args()
+    if args.ratios:
+        out = ratios([m for m in args.ratios if m != "sgd"], args.rounds, args.epochs, args.backbone)
+        print(json.dumps({"vs_sgd": out, "rounds": args.rounds, "threads": torch.get_num_threads()}))
+        return
     methods = ["sgd"] + [m for m in args.methods if m != "sgd"]  # the ratios are to SGD
     cache = Path(args.cache) if args.cache else None
     kept = {r["method"]: r for r in map(json.loads, cache.read_text().splitlines())} if cache and cache.exists() else {}
