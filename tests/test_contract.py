@@ -18,9 +18,6 @@ ROOT = Path(__file__).resolve().parents[1]
 METHODS = method_names()
 
 KNOWN = {
-    ("rescl", "trainable"): "ResCL reports the folded network plus the current head as trainable_params, not what "
-                            "the task trained (the unfolded network on task 1; the target copy with its BN and the "
-                            "alphas later)",
     ("supsup", "storage"): "SupSup reports a task's masks as bits / 32, but keeps every task's float32 scores (32x "
                            "the reported storage) in its state",
 }

@@ -124,8 +124,11 @@ class ResCL(Method):
         self.to(device)
         if task_id == 0:
             self.optimizer = self.make_optimizer(self.trainable_parameters())
+            self._trained = self._optimised()
             return
         source = Teacher(backbone=self.backbone, heads=self.heads)
+        for t in range(task_id):  # old heads answer the source's distillation; the optimiser never updates them
+            self.heads.heads[str(t)].requires_grad_(False)
         # the copy is fine-tuned in the contiguous layout the fold leaves, also when the network was restored
         # from a checkpoint in the run's layout (channels-last): a resumed run then trains what an uninterrupted
         # one does, bit for bit
@@ -150,6 +153,10 @@ class ResCL(Method):
         else:
             self.optimizer = torch.optim.SGD([{"params": weights, "weight_decay": c.weight_decay},
                                               {"params": a, "weight_decay": 0.0}], lr=c.lr, momentum=c.momentum)
+        self._trained = self._optimised()
+
+    def _optimised(self) -> int:
+        return sum(p.numel() for g in self.optimizer.param_groups for p in g["params"])
 
     def _add_target_bn(self, target: nn.Module, task: Task) -> None:
         """Give every bare conv of the target copy its own BN, calibrated to start as the identity."""
@@ -224,10 +231,11 @@ class ResCL(Method):
         super().end_task(task_id, task)
 
     def get_extra_state(self) -> Any:
-        return {"alpha_history": self.alpha_history}
+        return {"alpha_history": self.alpha_history, "trained": getattr(self, "_trained", None)}
 
     def set_extra_state(self, state: Any) -> None:
         self.alpha_history = list(state["alpha_history"])
+        self._trained = state.get("trained")  # None in checkpoints written before it was kept
 
     def restore(self, state: dict[str, Any]) -> None:
         if bool(state["module"].get("folded", torch.tensor(False))):
@@ -235,8 +243,12 @@ class ResCL(Method):
         super().restore(state)
 
     def cost(self) -> Cost:
+        """Trainable: what the latest task's optimiser trained (the whole network and head on the first task;
+        later the combined network's target copy with its BN, the alphas and the new head), not the folded
+        network that stays after the task."""
         c = super().cost()
-        c.trainable_params = sum(p.numel() for p in self.backbone.parameters()) + self.head_params(len(self.task_classes) - 1)
+        c.trainable_params = getattr(self, "_trained", None) or (
+            sum(p.numel() for p in self.backbone.parameters()) + self.head_params(len(self.task_classes) - 1))
         return c
 
 
