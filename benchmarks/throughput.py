@@ -196,7 +196,7 @@ def table(df: pd.DataFrame, compile: bool) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for m, r in df.iterrows():
         cells = [m, f"{r.contiguous:.0f}", f"{r.channels_last:.0f}",
-                 *([f"{r.compiled:.0f}", f"{r.compile_s:.0f}"] if compile else []),
+                 *([f"{r.compiled:.0f}", f"{max(0.0, r.compile_s):.0f}"] if compile else []),
                  f"{r.vs_sgd:.2f}", f"{r.expected:.2f}", f"{r.images_per_step:.0f}",
                  *(f"{100 * r[c]:.0f}%" for c in ("forward", "backward", "rest", "eval"))]
         lines.append("| " + " | ".join(cells) + " |")
