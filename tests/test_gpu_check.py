@@ -78,6 +78,27 @@ def test_cpu_run_writes_the_table_and_a_json_line(tmp_path, env):
     assert table[0][4] == "1.00" and float(table[1][1]) > 0
 
 
+def test_the_compiled_column(tmp_path, env):
+    """``--compile`` adds a fourth setting, channels-last with compile=True, to the JSON and the table."""
+    from cl_lab.models import compiled
+
+    if compiled.unavailable() is not None:
+        pytest.skip(f"torch.compile is unavailable here: {compiled.unavailable()}")
+    out = tmp_path / "gpu"
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--allow-cpu", "--quick", "--skip-tests", "--compile",
+                           "--methods", "sgd", "--out", str(out)], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads((out / "gpu_check.json").read_text())
+    assert report["setup"]["settings"]["compiled"] == {"memory_format": "auto", "amp": False, "compile": True}
+    rows = {r["method"]: r for r in report["throughput"]}
+    assert rows["sgd"]["compiled"] > 0 and rows["sgd"]["errors"] == {} and rows["sgd"]["compiled_vs_channels_last"] > 0
+    md = (out / "gpu_check.md").read_text().splitlines()
+    header = next(s for s in md if s.startswith("| method"))
+    assert [c.strip() for c in header.strip("|").split("|")] == [
+        "method", "contiguous (eager)", "channels-last", "bf16 autocast", "compiled", "vs SGD"]
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
 def test_without_cuda_it_refuses_in_one_line(tmp_path, env):
     proc = subprocess.run([sys.executable, str(SCRIPT), "--out", str(tmp_path / "gpu")], env=env, capture_output=True,
