@@ -5,6 +5,7 @@ import json
 import nbformat
 
 from cl_lab.report import run_report_set
+from cl_lab.report.reportset import FIRST_ESTIMATES
 
 
 def _write_notebook(folder, code: str) -> None:
@@ -23,8 +24,10 @@ def test_the_report_set_prints_progress_and_estimates_from_the_last_run(tmp_path
     out = tmp_path / "reports"
     first = run_report_set(out, only=["01_task_stream"], notebook_dir=nbs)
     text = capsys.readouterr().out
-    # a first run estimates from the README's measured times (01: 4 s)
-    assert first[0].ok and "[1/1] 01_task_stream: executing (about 4 s; about 0.1 min left in the set)" in text
+    # a first run estimates from the README's measured times (FIRST_ESTIMATES; 01: 5 s)
+    estimate = FIRST_ESTIMATES["01_task_stream"]
+    assert first[0].ok and (f"[1/1] 01_task_stream: executing (about {estimate:.0f} s; "
+                            f"about {estimate / 60:.1f} min left in the set)") in text
     timings = json.loads((out / "timings.json").read_text())
     assert 0 < timings["01_task_stream"] == round(first[0].seconds, 1)
     run_report_set(out, only=["01_task_stream"], notebook_dir=nbs)
