@@ -77,6 +77,12 @@ class ContextLayer(nn.Module):
         self.active = 0
         self._cache: dict[int, Tensor] = {}
 
+    def _apply(self, fn, recurse: bool = True):
+        out = super()._apply(fn, recurse)
+        device = self.layer.weight.device  # the contexts follow the weights to their device
+        self._cache = {t: c.to(device) for t, c in self._cache.items()}
+        return out
+
     def context(self, task: int) -> Tensor:
         if task not in self._cache:
             w = self.layer.weight
@@ -143,13 +149,14 @@ class PSP(IsolatedMethod):
         """The shared weights as the backbone (its size when built: the per-task BN copies that later sit
         inside the module are each task's, counted with its head in ``task_params``); trainable: the shared
         weights plus the latest task's BN and head, which trained and are frozen by now; stored apart:
-        every task's BN running statistics (float32 means and variances, an int64 step count per layer)."""
+        every task's BN running statistics (float32 means and variances; their 0-d step counters, like every
+        counter, are not counted)."""
         tasks = range(len(self.task_classes))
         own = {id(p) for t in tasks for p in self.task_parameters(t)}
         shared = sum(p.numel() for p in self.parameters() if p.requires_grad and id(p) not in own)
         current = sum(p.numel() for p in self.task_parameters(tasks[-1])) if self.task_classes else 0
         stats = sum(b.numel() * b.element_size() for layer in self.bns for t in tasks
-                    for b in layer.task_module(t).buffers())
+                    for b in layer.task_module(t).buffers() if b.dim() > 0)
         return Cost(backbone_params=self.backbone_param_count,
                     task_params=[self.head_params(t) for t in tasks],
                     trainable_params=shared + current, extra_bytes=stats + self.bn_stats_bytes())
@@ -159,9 +166,3 @@ class PSP(IsolatedMethod):
             layer.active = task_id
         return self.heads(self.backbone(x), task_id)
 
-    def _apply(self, fn, recurse: bool = True):
-        out = super()._apply(fn, recurse)
-        for layer in getattr(self, "context_layers", []):  # contexts follow the weights to their device
-            device = layer.layer.weight.device
-            layer._cache = {t: c.to(device) for t, c in layer._cache.items()}
-        return out

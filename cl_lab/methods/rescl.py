@@ -117,6 +117,7 @@ class ResCL(Method):
         self.source: nn.Module | None = None
         self.target_teacher: nn.Module | None = None
         self.alpha_history: list[dict[str, float]] = []
+        self._trained: int | None = None  # parameters the latest task's optimiser held (cost's trainable_params)
 
     def begin_task(self, task_id: int, task: Task) -> None:
         device = next(self.backbone.parameters()).device
@@ -231,7 +232,7 @@ class ResCL(Method):
         super().end_task(task_id, task)
 
     def get_extra_state(self) -> Any:
-        return {"alpha_history": self.alpha_history, "trained": getattr(self, "_trained", None)}
+        return {"alpha_history": self.alpha_history, "trained": self._trained}
 
     def set_extra_state(self, state: Any) -> None:
         self.alpha_history = list(state["alpha_history"])
@@ -247,7 +248,7 @@ class ResCL(Method):
         later the combined network's target copy with its BN, the alphas and the new head), not the folded
         network that stays after the task."""
         c = super().cost()
-        c.trainable_params = getattr(self, "_trained", None) or (
+        c.trainable_params = self._trained or (
             sum(p.numel() for p in self.backbone.parameters()) + self.head_params(len(self.task_classes) - 1))
         return c
 
