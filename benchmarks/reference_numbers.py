@@ -32,7 +32,6 @@ import os
 import re
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 from cl_lab.lab.params import defaults
@@ -329,22 +328,26 @@ def run_cached(todo: list[dict], work, out: str, workers: int, line) -> dict[str
             done[r["run_name"]] = r
     pending = [j for j in todo if j["run_name"] not in done]
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    import multiprocessing as mp
+    from cl_lab.parallel import run_points
 
-    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
-        futures = {pool.submit(work, j, out): j for j in pending}
-        for f in as_completed(futures):
-            j = futures[f]
-            try:
-                r = f.result()
-            except Exception as e:  # noqa: BLE001 - report and keep the other points
-                print(f"FAILED {j['run_name']}: {type(e).__name__}: {e}", file=sys.stderr)
-                continue
-            done[r["run_name"]] = r
-            with cache.open("a") as fh:
-                fh.write(json.dumps(r, default=float) + "\n")
-            print(line(r), flush=True)
+    def finished(r: dict) -> None:
+        if "error" in r:  # reported; the other points go on
+            print(f"FAILED {r['run_name']}: {r['error']}", file=sys.stderr)
+            return
+        done[r["run_name"]] = r
+        with cache.open("a") as fh:
+            fh.write(json.dumps(r, default=float) + "\n")
+        print(line(r), flush=True)
+
+    run_points(_apply, [(work, j, out) for j in pending], workers=workers, on_result=finished,
+               failed=lambda job, error: {"run_name": job[1]["run_name"], "error": error})
     return done
+
+
+def _apply(job: tuple) -> dict:
+    """One point of ``run_cached`` in a worker: ``work(job, out)``."""
+    work, j, out = job
+    return work(j, out)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -24,7 +24,6 @@ import argparse
 import json
 import shutil
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,6 +61,10 @@ def _study(method: str, trials: int, k: int, out: str) -> dict:
             "minutes": round((time.perf_counter() - t0) / 60, 1)}
 
 
+def _study_job(job: tuple) -> dict:
+    return _study(*job)
+
+
 def main(argv: list[str] | None = None) -> None:
     from cl_lab.methods import method_names
 
@@ -72,18 +75,17 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--k", type=int, default=K)
     ap.add_argument("--out", default=str(ROOT / "runs" / "tuning"))
     args = ap.parse_args(argv)
-    import multiprocessing as mp
+    from cl_lab.parallel import run_points
 
     chosen = {}
-    with ProcessPoolExecutor(args.workers, mp_context=mp.get_context("spawn")) as pool:
-        futs = {pool.submit(_study, m, args.trials, args.k, args.out): m for m in args.methods}
-        for f in as_completed(futs):
-            try:
-                row = f.result()
-            except Exception as e:  # one study's failure is reported; the others go on
-                row = {"method": futs[f], "error": f"{type(e).__name__}: {e}"[:300]}
-            chosen[row["method"]] = row
-            print(json.dumps(row, default=str), flush=True)
+
+    def finished(row: dict) -> None:
+        chosen[row["method"]] = row
+        print(json.dumps(row, default=str), flush=True)
+
+    # one study's failure is a row with its error; the others go on
+    run_points(_study_job, [(m, args.trials, args.k, args.out) for m in args.methods], workers=args.workers,
+               failed=lambda job, error: {"method": job[0], "error": error[:300]}, on_result=finished)
     print(json.dumps({m: chosen[m] for m in args.methods if m in chosen}, default=str))
 
 

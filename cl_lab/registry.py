@@ -48,7 +48,8 @@ class Registry(Mapping):
             raise ValueError(f"a {self.what} needs a non-empty name")
         taken = self._entries.get(name)
         if taken is not None and getattr(taken, "__qualname__", None) != getattr(obj, "__qualname__", object()):
-            raise ValueError(f"{self.what} name {name!r} is taken")
+            who = f"{getattr(taken, '__module__', '?')}.{getattr(taken, '__qualname__', type(taken).__name__)}"
+            raise ValueError(f"{self.what} name {name!r} is taken by {who}")
         self._entries[name] = obj
         self._info[name] = dict(info)
         for a in aliases:

@@ -6,7 +6,8 @@ the notebooks, ``cl-lab summary``) reads through the functions here. A run direc
 ``config.json`` (the fully resolved config), ``accuracy.csv`` (the accuracy matrix in long
 form), ``metrics.csv`` (per-task summary metrics), ``costs.csv`` (parameter, compute and
 time cost per task), ``summary.json`` (status and final metrics) and ``checkpoint.pt``
-(resume point). ``load(root)`` reads every run under ``root``.
+(resume point). ``load(root)`` reads every run under ``root``. An MDL run directory
+(``cl-lab mdl``) has its own tables (``MDL_FILES``), written by ``write_mdl`` and read by ``load_mdl``.
 """
 
 from __future__ import annotations
@@ -426,6 +427,50 @@ def seed_table(runs):
     out = done.groupby(keys)[metrics_cols].agg(["mean", "std", "count"])
     out.columns = [f"{a}_{b}" for a, b in out.columns]
     return out.reset_index()
+
+
+MDL_FILES = ("config.json", "results.csv", "summary.csv", "paths.json", "blocks.csv", "search_history.csv",
+             "jaccard.csv", "summary.json")
+"""An MDL run directory (``cl-lab mdl``): these tables, plus ``setups/<name>.json`` per finished setup."""
+
+
+def read_mdl_setup(run_dir: str | Path, name: str) -> dict[str, Any] | None:
+    """A finished setup's saved result (None: not finished yet); ``ValueError`` when its file is unreadable."""
+    f = Path(run_dir) / "setups" / f"{name}.json"
+    if not f.exists():
+        return None
+    try:
+        return json.loads(f.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{f} is unreadable ({e})") from None
+
+
+def write_mdl_setup(rd: Any, name: str, result: dict[str, Any]) -> None:
+    """Save one finished setup at once (atomically, through the run's ``RunDir``), so a rerun skips it."""
+    rd.write_text(f"setups/{name}.json", json.dumps(result))
+
+
+def write_mdl(rd: Any, *, results, summary, paths: dict[str, Any], blocks, history: list[dict[str, Any]], jaccard,
+              info: dict[str, Any]) -> None:
+    """Write an MDL run's tables (what ``load_mdl`` reads): per setup and domain ``results``; the per-setup
+    ``summary`` (a DataFrame, also in ``summary.json`` under ``setups``); chosen ``paths``; ``blocks`` (setup,
+    layer, block, domain); the search ``history``; the ``jaccard`` matrix; ``info``: ``jaccard_setup``,
+    ``not_converged``, ``chance_rewards``, ``convergence``."""
+    import pandas as pd
+
+    rd.write_text("results.csv", pd.DataFrame(results).to_csv(index=False))
+    rd.write_text("summary.csv", summary.to_csv(index=False))
+    rd.write_text("paths.json", json.dumps(paths, indent=2))
+    rd.write_text("blocks.csv", blocks.to_csv(index=False))
+    rd.write_text("search_history.csv", pd.DataFrame(history).to_csv(index=False))
+    rd.write_text("jaccard.csv", jaccard.to_csv())
+    rd.write_text("summary.json", json.dumps({**info, "setups": summary.to_dict(orient="records")}, indent=2))
+
+
+def find_mdl_run(root: str | Path) -> str | None:
+    """The most recent finished MDL run directory under ``root`` (None if there is none)."""
+    runs = [p.parent for p in Path(root).rglob("summary.json") if (p.parent / "setups").is_dir()]
+    return str(max(runs, key=lambda p: (p / "summary.json").stat().st_mtime)) if runs else None
 
 
 def load_mdl(run_dir: str | Path) -> dict[str, Any]:

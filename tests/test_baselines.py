@@ -213,3 +213,22 @@ def test_a_method_registered_by_decorator_runs_through_the_runner(tmp_path):
     from cl_lab.train import contract
 
     contract.check_resume("test-anchor", tmp_path / "resume", after=(1,), strength=20.0)
+
+
+def test_the_method_registry_is_the_common_registry_and_a_taken_name_is_refused():
+    """Methods register in the same ``Registry`` as backbones and streams: a second class under a
+    built-in's name is an error naming who holds it, and a misspelt name suggests the close one."""
+    from cl_lab.methods import Method, register
+    from cl_lab.methods.registry import METHODS, get_method
+    from cl_lab.registry import Registry
+
+    assert isinstance(METHODS, Registry) and METHODS["sgd"] is get_method("SGD")
+
+    class Impostor(Method):
+        name = "sgd"
+
+    with pytest.raises(ValueError, match=r"method name 'sgd' is taken by cl_lab\.methods\.sgd\.SGD"):
+        register(Impostor)
+    assert get_method("sgd").__module__ == "cl_lab.methods.sgd"
+    with pytest.raises(ValueError, match="unknown method 'ewcc'.*Did you mean 'ewc'"):
+        get_method("ewcc")

@@ -120,6 +120,26 @@ def test_shipped_means_the_default_checkpoint_and_every_shipped_file_verifies():
     assert len(entries[defaults[0]]["source_domains"]) >= 15
 
 
+def test_shipped_is_resolved_in_one_place_for_every_name_of_an_architecture(tmp_path):
+    """``shipped_for`` is what the runner, ``load_weights`` and the MDL single-path start use: an
+    architecture's two names give the same default, an alias gives its checkpoint, a file gives
+    None, and 'shipped' for an architecture with none shipped is an error naming it."""
+    from cl_lab.mdl.experiment import MDLConfig, _single_path_weights
+
+    default = W.default_checkpoint("resnet8-w16")
+    assert default is not None and W.shipped_for("shipped", "resnet8") == W.shipped_for("shipped", "resnet8-w16") == default
+    assert W.shipped_for("resnet8-synth-source-v2", "resnet8") == "resnet8.synth-source-v2"
+    assert W.shipped_for(str(tmp_path / "mine.pt"), "resnet8") is None
+    assert W.shipped_for("shipped", "resnet20", required=False) is None
+    with pytest.raises(WeightsError, match="no shipped checkpoint for backbone 'resnet20'"):
+        W.shipped_for("shipped", "resnet20")
+    with pytest.raises(WeightsError, match="no shipped checkpoint for backbone 'resnet20"):
+        load_weights(build_backbone("resnet20"), "shipped")
+    assert _single_path_weights(MDLConfig()) == default
+    assert _single_path_weights(MDLConfig(single_path_init="resnet8-synth-source")) == "resnet8.synth-source-v1"
+    assert _single_path_weights(MDLConfig(single_path_init="scratch")) is None
+
+
 def test_pretrain_script_writes_a_loadable_backbone(tmp_path):
     """The script that rebuilds the shipped file runs on CPU (on a few images per domain) and
     writes a body that the runner's loader accepts; the package's manifest is left alone."""

@@ -232,3 +232,42 @@ def test_divergence_is_reported_not_silently_recorded(tmp_path):
     with pytest.raises(TrainingDiverged, match="ewc diverged on task 2 .*keeps every task completed"):
         cl_lab.run("ewc", "synth-mini", out=str(tmp_path), epochs=1, ewc_lambda=1e38, progress=False, pretrained=None)
     assert len(list(tmp_path.iterdir())) == 1  # the run that saved task 1 keeps it; the other left nothing
+
+
+@pytest.mark.parametrize("method, kw", [
+    ("lwf", {}),                                                   # the new head's warm-up on frozen features
+    ("rescl", {"finetune_epochs": 1}),                             # the fine-tuned target network
+    ("sgd", {"pretrained": "first-task", "first_task_epochs": 1}),  # the runner's first-task pretraining
+])
+def test_side_loops_train_in_the_runs_memory_layout(method, kw, mini, tmp_path, monkeypatch):
+    """Every forward of a backbone during a run, the side loops' included, sees images in the run's
+    layout: before, LwF's warm-up, ResCL's target and first-task pretraining ran contiguous."""
+    from cl_lab.models.backbones import Backbone
+
+    layouts, eager = [], Backbone.eager_forward
+
+    def spy(self, x):
+        layouts.append(x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous())
+        return eager(self, x)
+
+    monkeypatch.setattr(Backbone, "eager_forward", spy)
+    cl_lab.run(method, mini, out=str(tmp_path), n_tasks=2, epochs=1, progress=False, memory_format="channels_last",
+               **({"pretrained": None} | kw))
+    assert len(layouts) >= 10 and all(layouts), f"{layouts.count(False)} of {len(layouts)} forwards not channels-last"
+
+
+def test_the_side_loop_follows_the_plans_autocast():
+    """``fit_supervised`` computes its loss under the plan's autocast (the runner's ``amp``), like a step."""
+    from cl_lab.methods.base import TrainPlan, fit_supervised
+
+    head, seen = nn.Linear(4, 3), []
+
+    def logits(x):
+        seen.append(torch.is_autocast_enabled("cpu"))
+        return head(x)
+
+    x, y = torch.randn(12, 4), torch.arange(12) % 3
+    for amp in (False, True):
+        seen.clear()
+        fit_supervised(head.parameters(), logits, x, y, epochs=1, lr=0.1, batch_size=4, plan=TrainPlan(1, 3, amp=amp))
+        assert seen == [amp] * 3

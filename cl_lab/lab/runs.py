@@ -125,5 +125,6 @@ def find_results(results_dir: Any, start: Any = None) -> str:
 
 def find_mdl_run(root: Any) -> str | None:
     """The most recent finished MDL run directory under ``root`` (None if there is none)."""
-    runs = [p.parent for p in Path(root).rglob("summary.json") if (p.parent / "setups").is_dir()]
-    return str(max(runs, key=lambda p: (p / "summary.json").stat().st_mtime)) if runs else None
+    from ..results import find_mdl_run as find
+
+    return find(root)

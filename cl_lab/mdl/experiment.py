@@ -24,7 +24,6 @@ is saved at once (``setups/<name>.json``), so a rerun with the same config skips
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,13 +33,13 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .. import metrics
+from .. import metrics, results
 from .._io import announce
 from ..config import ConfigError, build, param
 from ..data import load_stream
 from ..data.task import Task
 from ..models.backbones import build_backbone, count_params
-from ..models.weights import checkpoint_key, default_checkpoint, load_weights, shipped_names
+from ..models.weights import checkpoint_key, load_weights, shipped_for, shipped_names
 from ..registry import Registry
 from ..rundir import RunDir, check_out_dir, check_run_name, default_name
 from .controller import READINGS
@@ -79,6 +78,7 @@ MDL_SETUPS.add("cost-only", Setup("shared", loss="uniform", reward="cost-only", 
 SETUPS = tuple(MDL_SETUPS)
 DEFAULT_SETUPS = tuple(n for n in MDL_SETUPS if MDL_SETUPS[n].default)
 SINGLE_PATH_INITS = ("shipped", "scratch")
+SINGLE_PATH_ARCH = "resnet8"
 FORMAT = 2
 
 
@@ -198,11 +198,11 @@ def _single_path_weights(cfg: MDLConfig) -> str | None:
     """The shipped checkpoint the single-path backbone starts from (None: from scratch)."""
     if cfg.single_path_init == "scratch":
         return None
-    return default_checkpoint("resnet8-w16") if cfg.single_path_init == "shipped" else cfg.single_path_init
+    return shipped_for(cfg.single_path_init, SINGLE_PATH_ARCH)
 
 
 def _single_path_net(cfg: MDLConfig, domains: list[Task]) -> SharedBackboneNet:
-    backbone = build_backbone("resnet8")
+    backbone = build_backbone(SINGLE_PATH_ARCH)
     weights = _single_path_weights(cfg)
     if weights is not None:
         load_weights(backbone, weights)
@@ -382,18 +382,19 @@ def _run_setups(rd: RunDir, cfg: MDLConfig, space: SearchSpace, domains: list[Ta
     finished: dict[str, dict] = {}
     todo = []
     for name in cfg.setup_list():
-        f = run_dir / "setups" / f"{name}.json"
-        if f.exists():
-            try:
-                finished[name] = json.loads(f.read_text())
-                log(f"{name}: already finished, skipped")
-                continue
-            except json.JSONDecodeError:
-                log(f"{name}: saved result unreadable, running it again")
+        try:
+            saved = results.read_mdl_setup(run_dir, name)
+        except ValueError:
+            saved = None
+            log(f"{name}: saved result unreadable, running it again")
+        if saved is not None:
+            finished[name] = saved
+            log(f"{name}: already finished, skipped")
+            continue
         todo.append(name)
 
     def save(name: str, result: dict) -> None:
-        rd.write_text(f"setups/{name}.json", json.dumps(result))
+        results.write_mdl_setup(rd, name, result)
         finished[name] = result
         announce(f"MDL setup {name}: mean accuracy {sum(r['accuracy'] for r in result['domains'].values()) / len(domains):.3f}"
                  f" ({result['seconds']:.0f} s)")
@@ -444,19 +445,12 @@ def _run_setups(rd: RunDir, cfg: MDLConfig, space: SearchSpace, domains: list[Ta
 def _write_tables(rd: RunDir, space: SearchSpace, done: list[dict]) -> None:
     rows = [{"setup": s["setup"], "domain": d, "accuracy": r["accuracy"], "macs": r["macs"],
              "path": " ".join(s["paths"][d])} for s in done for d, r in s["domains"].items()]
-    rd.write_text("results.csv", pd.DataFrame(rows).to_csv(index=False))
-    summary = summarise(done)
-    rd.write_text("summary.csv", summary.to_csv(index=False))
-    rd.write_text("paths.json", json.dumps({s["setup"]: s["paths"] for s in done}, indent=2))
-    rd.write_text("blocks.csv", block_table(space, done).to_csv(index=False))
-    hist = [{"setup": s["setup"], **h} for s in done for h in s["history"]]
-    rd.write_text("search_history.csv", pd.DataFrame(hist).to_csv(index=False))
     searched = [s for s in done if MDL_SETUPS[s["setup"]].jaccard_rank is not None]
     main = min(searched, key=lambda s: MDL_SETUPS[s["setup"]].jaccard_rank) if searched else None
-    jac = jaccard_matrix(space, main["paths"]) if main else pd.DataFrame()
-    rd.write_text("jaccard.csv", jac.to_csv())
-    rd.write_text("summary.json", json.dumps({
-        "jaccard_setup": main["setup"] if main else None, "not_converged": not_converged(done),
-        "chance_rewards": chance_rewards(done),
-        "convergence": {s["setup"]: s["convergence"] for s in done if s.get("convergence")},
-        "setups": summary.to_dict(orient="records")}, indent=2))
+    results.write_mdl(
+        rd, results=rows, summary=summarise(done), paths={s["setup"]: s["paths"] for s in done},
+        blocks=block_table(space, done), history=[{"setup": s["setup"], **h} for s in done for h in s["history"]],
+        jaccard=jaccard_matrix(space, main["paths"]) if main else pd.DataFrame(),
+        info={"jaccard_setup": main["setup"] if main else None, "not_converged": not_converged(done),
+              "chance_rewards": chance_rewards(done),
+              "convergence": {s["setup"]: s["convergence"] for s in done if s.get("convergence")}})

@@ -24,7 +24,7 @@ from __future__ import annotations
 import copy
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Iterable, Iterator, Literal, Sequence
+from typing import Any, Callable, ClassVar, Iterable, Iterator, Literal, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -85,10 +85,14 @@ class StreamInfo:
 
 @dataclass(frozen=True)
 class TrainPlan:
-    """What the runner will do on the current task: epochs and optimiser steps per epoch."""
+    """What the runner will do on the current task: epochs and optimiser steps per epoch, and how its
+    steps run (the images' memory layout, bfloat16 autocast), which a method's own side loops
+    (``fit_supervised``: LwF's head warm-up, ResCL's fine-tuned target) follow too."""
 
     epochs: int
     steps_per_epoch: int
+    memory_format: torch.memory_format = torch.contiguous_format
+    amp: bool = False
 
     @property
     def steps(self) -> int:
@@ -454,25 +458,49 @@ class IsolatedMethod(Method):
             self.freeze_task(t)
 
 
-def fit_on_task(model: nn.Module, head: nn.Module, task: Task, epochs: int, lr: float,
-                weight_decay: float = 0.0, batch_size: int = 32) -> None:
-    """Plain supervised training of ``head(model(x))`` on a task's training split (SGD, momentum 0.9).
+def fit_supervised(params: Iterable[nn.Parameter], logits: Callable[[Tensor], Tensor], x: Tensor, y: Tensor,
+                   epochs: int, lr: float, *, weight_decay: float = 0.0, batch_size: int = 32,
+                   plan: TrainPlan | None = None) -> None:
+    """The one side training loop: cross-entropy of ``logits(x)`` over ``epochs`` shuffled epochs
+    (SGD, momentum 0.9), for what a method trains before its learning rule starts.
 
-    Used where a method trains a network of its own before its learning rule starts
-    (CLR's first-task backbone, ResCL's fine-tuned target).
-    """
-    params = [*model.parameters(), *head.parameters()]
+    It runs as the runner's steps do: images in the run's memory layout and under its bfloat16
+    autocast (``plan``, which the runner sets before ``begin_task``), batches drawn from the
+    global generator the runner seeds for every task (so a resumed run draws what an
+    uninterrupted one does). The last batch of an epoch is dropped when it has one image (BatchNorm)."""
+    params = list(params)
     opt = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay)
-    device = next(model.parameters()).device
-    x_all, y_all = task.train.float_images().to(device), task.train.labels().to(device)
-    model.train()
+    fmt = plan.memory_format if plan is not None else torch.contiguous_format
+    amp = plan is not None and plan.amp
+    if x.dim() == 4:
+        x = x.contiguous(memory_format=fmt)
+    y = y.to(x.device)
     for _ in range(epochs):
-        perm = torch.randperm(len(y_all)).to(device)
-        for b in range(0, len(y_all) - 1, batch_size):
+        perm = torch.randperm(len(y)).to(x.device)
+        for b in range(0, len(y) - 1, batch_size):
             idx = perm[b: b + batch_size]
             opt.zero_grad(set_to_none=True)
-            F.cross_entropy(head(model(x_all[idx])), y_all[idx]).backward()
+            with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
+                loss = F.cross_entropy(logits(x[idx]), y[idx])
+            loss.backward()
             opt.step()
+
+
+def fit_on_task(model: nn.Module, head: nn.Module, task: Task, epochs: int, lr: float,
+                weight_decay: float = 0.0, batch_size: int = 32, plan: TrainPlan | None = None) -> None:
+    """Plain supervised training of ``head(model(x))`` on a task's training split (``fit_supervised``),
+    ``model`` in training mode (and in the plan's memory layout, when there is a plan).
+
+    Used where a network is trained before a method's learning rule starts (ResCL's fine-tuned
+    target, the runner's ``pretrained='first-task'`` backbone).
+    """
+    device = next(model.parameters()).device
+    if plan is not None:
+        model.to(memory_format=plan.memory_format)
+    model.train()
+    fit_supervised([*model.parameters(), *head.parameters()], lambda x: head(model(x)),
+                   task.train.float_images().to(device), task.train.labels(), epochs, lr,
+                   weight_decay=weight_decay, batch_size=batch_size, plan=plan)
 
 
 def _check_plain(value: Any, where: str) -> None:

@@ -40,7 +40,7 @@ from torch import Tensor
 from ..config import param
 from ..data.incremental import SCENARIOS
 from ..data.task import Task
-from .base import Method, OptimConfig, Teacher
+from .base import Method, OptimConfig, Teacher, TrainPlan, fit_supervised
 from .registry import register
 
 
@@ -63,32 +63,29 @@ def distillation(student: Tensor, teacher: Tensor, temperature: float) -> Tensor
 
 
 @torch.no_grad()
-def features(backbone: torch.nn.Module, task: Task, batch_size: int = 256) -> Tensor:
-    """Eval-mode features of a task's whole training split."""
+def features(backbone: torch.nn.Module, task: Task, batch_size: int = 256, plan: TrainPlan | None = None) -> Tensor:
+    """Eval-mode features of a task's whole training split (float32), computed as the run's steps
+    compute (``plan``: memory layout and autocast)."""
     device = next(backbone.parameters()).device
+    fmt = plan.memory_format if plan is not None else torch.contiguous_format
+    amp = plan is not None and plan.amp
     was = backbone.training
     backbone.eval()
     x = task.train.float_images()
-    out = torch.cat([backbone(x[b: b + batch_size].to(device)) for b in range(0, len(x), batch_size)])
+    out = []
+    for b in range(0, len(x), batch_size):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            out.append(backbone(x[b: b + batch_size].to(device).contiguous(memory_format=fmt)).float())
     backbone.train(was)
-    return out
+    return torch.cat(out)
 
 
 def warm_up_head(head: torch.nn.Linear, feats: Tensor, y: Tensor, epochs: int, lr: float,
-                 batch_size: int = 32, outputs=None) -> None:
-    """Train a linear head alone on fixed features (SGD, momentum 0.9). ``outputs`` maps features to
+                 batch_size: int = 32, outputs=None, plan: TrainPlan | None = None) -> None:
+    """Train a linear head alone on fixed features (``fit_supervised``). ``outputs`` maps features to
     the logits the labels index (default: ``head`` itself; in the class scenario the whole growing
     head, of which only ``head``, the new task's outputs, is trained)."""
-    outputs = outputs or head
-    opt = torch.optim.SGD(head.parameters(), lr=lr, momentum=0.9)
-    y = y.to(feats.device)
-    for _ in range(epochs):
-        perm = torch.randperm(len(y)).to(feats.device)
-        for b in range(0, len(y) - 1, batch_size):
-            idx = perm[b: b + batch_size]
-            opt.zero_grad(set_to_none=True)
-            F.cross_entropy(outputs(feats[idx]), y[idx]).backward()
-            opt.step()
+    fit_supervised(head.parameters(), outputs or head, feats, y, epochs, lr, batch_size=batch_size, plan=plan)
 
 
 @register
@@ -109,8 +106,9 @@ class LwF(Method):
         super().begin_task(task_id, task)
         new = self.heads.new_head(task_id)  # None in the domain scenario after the first task: no new head
         if task_id > 0 and self.cfg.warmup_epochs and new is not None:
-            warm_up_head(new, features(self.backbone, task), task.train.labels(), self.cfg.warmup_epochs,
-                         self.cfg.warmup_lr, outputs=lambda f: self.heads(f, task_id))
+            warm_up_head(new, features(self.backbone, task, plan=self.plan), task.train.labels(),
+                         self.cfg.warmup_epochs, self.cfg.warmup_lr, outputs=lambda f: self.heads(f, task_id),
+                         plan=self.plan)
 
     def distillation_loss(self, x: Tensor, feats: Tensor, task_id: int) -> Tensor:
         """The LwF term for the old heads (0 if there is no old task)."""

@@ -83,7 +83,7 @@ from ..models.folding import (  # noqa: F401  (re-exported: the folding algebra'
     unit_affine,
 )
 from ..models.graph import set_submodule
-from .base import Cost, Method, OptimConfig, Teacher, fit_on_task
+from .base import Cost, Method, OptimConfig, Teacher, TrainPlan, fit_on_task
 from .lwf import distillation
 from .registry import register
 
@@ -130,15 +130,16 @@ class ResCL(Method):
         source = Teacher(backbone=self.backbone, heads=self.heads)
         for t in range(task_id):  # old heads answer the source's distillation; the optimiser never updates them
             self.heads.heads[str(t)].requires_grad_(False)
-        # the copy is fine-tuned in the contiguous layout the fold leaves, also when the network was restored
-        # from a checkpoint in the run's layout (channels-last): a resumed run then trains what an uninterrupted
-        # one does, bit for bit
-        target = copy.deepcopy(self.backbone).to(memory_format=torch.contiguous_format)
+        # the copy is fine-tuned as the run's steps train (its memory layout, autocast: ``fit_on_task`` puts
+        # the copy in the plan's layout), whichever layout the network had (folded, or restored from a
+        # checkpoint): a resumed run then trains what an uninterrupted one does, bit for bit
+        plan = self.plan or TrainPlan(1, 1)
+        target = copy.deepcopy(self.backbone).to(memory_format=plan.memory_format)
         for p in target.parameters():
             p.requires_grad_(True)
-        self._add_target_bn(target, task)
+        self._add_target_bn(target, task, plan)
         fit_on_task(target, self.heads.heads[str(task_id)], task, self.cfg.finetune_epochs, self.cfg.finetune_lr,
-                    self.cfg.weight_decay)
+                    self.cfg.weight_decay, plan=plan)
         self.target_teacher = Teacher(backbone=target, head=self.heads.heads[str(task_id)])
         self.source = source
         self.backbone.body = combine_networks(self.backbone.body, target.body)
@@ -159,8 +160,9 @@ class ResCL(Method):
     def _optimised(self) -> int:
         return sum(p.numel() for g in self.optimizer.param_groups for p in g["params"])
 
-    def _add_target_bn(self, target: nn.Module, task: Task) -> None:
-        """Give every bare conv of the target copy its own BN, calibrated to start as the identity."""
+    def _add_target_bn(self, target: nn.Module, task: Task, plan: TrainPlan) -> None:
+        """Give every bare conv of the target copy its own BN, calibrated to start as the identity (on
+        images in the plan's layout, as the target then trains)."""
         units = []
         for name, bn in find_units(target.body):
             m = target.body.get_submodule(name)
@@ -169,7 +171,7 @@ class ResCL(Method):
                 set_submodule(target.body, name, unit)
                 units.append(unit)
         device = next(target.parameters()).device
-        x = task.train.float_images()[:256].to(device)
+        x = task.train.float_images()[:256].to(device).contiguous(memory_format=plan.memory_format)
         for u in units:
             u.calibrating = True
         target.train()

@@ -76,11 +76,31 @@ def recorded_name(name: str) -> str:
 
 
 def default_checkpoint(arch: str) -> str | None:
-    """Name of the shipped checkpoint ``"shipped"`` means for ``arch``: the entry marked default,
-    else the first one for that architecture; None when none is shipped."""
+    """Name of the shipped checkpoint ``"shipped"`` means for ``arch`` (any of the architecture's names:
+    ``resnet8`` or ``resnet8-w16``): the entry marked default, else the first one for that
+    architecture; None when none is shipped."""
+    from .backbones import BACKBONES
+
+    def same(a: str) -> bool:
+        return a == arch or (a in BACKBONES and arch in BACKBONES and BACKBONES.canonical(a) == BACKBONES.canonical(arch))
+
     entries = shipped_checkpoints()
-    matches = sorted((n for n, e in entries.items() if e["arch"] == arch), key=lambda n: not entries[n].get("default"))
+    matches = sorted((n for n, e in entries.items() if same(e["arch"])), key=lambda n: not entries[n].get("default"))
     return matches[0] if matches else None
+
+
+def shipped_for(source: object, arch: str, *, required: bool = True) -> str | None:
+    """The one place ``"shipped"`` is resolved: the manifest name (``arch.tag``) of the shipped
+    checkpoint ``source`` means for a backbone ``arch`` ('shipped': the architecture's default; a
+    shipped name or alias: that checkpoint); None when ``source`` is no shipped name (a file path).
+    'shipped' with none shipped for ``arch`` is a ``WeightsError`` (``required=False``: None)."""
+    if source == "shipped":
+        name = default_checkpoint(arch)
+        if name is None and required:
+            raise WeightsError(f"no shipped checkpoint for backbone {arch!r}; shipped: "
+                               f"{ {n: e['arch'] for n, e in shipped_checkpoints().items()} }")
+        return name
+    return checkpoint_key(source)
 
 
 def shipped_path(name: str) -> Path:
@@ -126,16 +146,9 @@ def load_weights(backbone: Backbone, source: str | Path, *, kind: str = "auto") 
     """Load ``source`` ('shipped', a shipped name, or a file path) into ``backbone.body`` in place."""
     if kind not in ("auto", "torchvision", "dino", "swav", "cl_lab"):
         raise ValueError(f"weights kind must be one of auto/torchvision/dino/swav/cl_lab; got {kind!r}")
-    shipped = shipped_checkpoints()
-    if source == "shipped":
-        source = default_checkpoint(backbone.arch)
-        if source is None:
-            raise WeightsError(
-                f"no shipped checkpoint for backbone {backbone.arch!r}; shipped: "
-                f"{ {n: e['arch'] for n, e in shipped.items()} }"
-            )
-    if checkpoint_key(source) is not None:
-        path = shipped_path(source)
+    name = shipped_for(source, backbone.arch)
+    if name is not None:
+        path = shipped_path(name)
     else:
         path = Path(source).expanduser()
         if not path.exists():

@@ -28,7 +28,7 @@ from ..methods import Method, StreamInfo, get_method
 from ..methods.base import TrainPlan, fit_on_task, scenario_error
 from ..models import compiled
 from ..models.backbones import BACKBONES, Backbone, build_backbone, module_digest
-from ..models.weights import checkpoint_key, default_checkpoint, load_weights, recorded_name, shipped_checkpoints, shipped_names
+from ..models.weights import checkpoint_key, load_weights, recorded_name, shipped_checkpoints, shipped_for, shipped_names
 from ..rundir import MAX_SEED, RunDir, check_out_dir, check_run_name, default_name, identity
 
 MAX_EPOCHS = 1000
@@ -336,12 +336,13 @@ def _resolve_pretrained(cfg: RunConfig, method_cls: type[Method], backbone: Back
     if cfg.pretrained == "auto" and not method_cls.pretrained_default:
         return None
     if cfg.pretrained in ("auto", "shipped"):
-        name = default_checkpoint(backbone.arch)
+        name = shipped_for("shipped", backbone.arch, required=False)
         if name is None and cfg.pretrained == "shipped":
             raise ConfigError(f"run: pretrained='shipped' but no checkpoint is shipped for backbone {backbone.arch!r}; "
                               f"shipped: {shipped_names()}")
         return None if name is None else recorded_name(name)
-    return recorded_name(cfg.pretrained) if checkpoint_key(cfg.pretrained) else cfg.pretrained
+    name = shipped_for(cfg.pretrained, backbone.arch)
+    return cfg.pretrained if name is None else recorded_name(name)
 
 
 def weights_digest(pretrained: str | None) -> str | None:
@@ -518,26 +519,29 @@ def _step_probe(learner: Method, ts: TaskStream, i: int, offset: int, cfg: RunCo
     return probe
 
 
-def pretrain_on_first_task(backbone: Backbone, task: Task, epochs: int, lr: float, seed: int) -> None:
-    """``pretrained='first-task'``: the whole backbone trained with a temporary head on the first task."""
+def pretrain_on_first_task(backbone: Backbone, task: Task, epochs: int, lr: float, seed: int,
+                           plan: TrainPlan | None = None) -> None:
+    """``pretrained='first-task'``: the whole backbone trained with a temporary head on the first task
+    (in ``plan``'s memory layout and autocast, as the run's steps)."""
     seed_everything(_derive(seed, 0, 2))
     head = nn.Linear(backbone.out_dim, task.num_classes).to(next(backbone.parameters()).device)
     for p in backbone.parameters():
         p.requires_grad_(True)
-    fit_on_task(backbone, head, task, epochs, lr)
+    fit_on_task(backbone, head, task, epochs, lr, plan=plan)
 
 
 def _train_stream(rd: RunDir, ts: TaskStream, method_cls: type[Method], mcfg: Any, cfg: RunConfig, bb: Backbone,
                   pretrained: str | None, device: torch.device, t_start: float) -> RunResult:
     run_dir, resolved = rd.path, rd.config
     ckpt = rd.load_checkpoint() if rd.resumed else None
+    fmt = resolve_memory_format(cfg.memory_format)
     if pretrained == "first-task":
         if ckpt is None:
-            pretrain_on_first_task(bb, ts[0], cfg.first_task_epochs, cfg.first_task_lr, cfg.seed)
+            first = TrainPlan(cfg.first_task_epochs, len(batch_starts(len(ts[0].train), 32)), fmt, cfg.amp)
+            pretrain_on_first_task(bb, ts[0], cfg.first_task_epochs, cfg.first_task_lr, cfg.seed, first)
     elif pretrained is not None:
         load_weights(bb, pretrained, kind=cfg.weights_kind)
     info = StreamInfo(tuple(t.num_classes for t in ts), tuple(t.name for t in ts))
-    fmt = resolve_memory_format(cfg.memory_format)
     learner: Method = method_cls(bb, mcfg, info).to(device, memory_format=fmt)
     try:
         learner.set_scenario(cfg.scenario)
@@ -605,7 +609,7 @@ def _train_tasks(rd: RunDir, ts: TaskStream, learner: Method, cfg: RunConfig, ck
         task = ts[i]
         seed_everything(_derive(cfg.seed, i))
         gen = torch.Generator().manual_seed(_derive(cfg.seed, i, 1))
-        learner.set_plan(TrainPlan(cfg.epochs, len(batch_starts(len(task.train), cfg.batch_size))))
+        learner.set_plan(TrainPlan(cfg.epochs, len(batch_starts(len(task.train), cfg.batch_size)), fmt, cfg.amp))
         learner.begin_task(i, task)
         learner.to(memory_format=fmt)  # modules a task adds take the run's layout too (parameters keep identity)
         probe_n = min(cfg.batch_size, len(task.train))
