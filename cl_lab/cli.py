@@ -459,7 +459,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_tradeoff)
     md = sub.add_parser("mdl", help="multi-domain learning: MPNAS + ABDP and its comparisons", formatter_class=HELP)
     md.add_argument("--stream", default="synth-10", help="stream whose tasks are the domains")
-    md.add_argument("--domains", default=None, help="how many first tasks (default 5) or comma-separated names")
+    md.add_argument("--domains", default=None,
+                    help="'auto' (default: the stream's domains that learn from scratch at the default budget; "
+                         "synth-10: textures, scenes, art-styles, aerial), how many first tasks, or comma-separated names")
     md.add_argument("--setups", default=None, help="comma-separated subset of mpnas,mpnas-uniform,independent,"
                                                    "single-path,multi-head-nas,cost-only (default: all but cost-only)")
     md.add_argument("--seed", type=_seed, default=0)

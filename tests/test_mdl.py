@@ -274,3 +274,17 @@ def test_bad_input_is_rejected_before_any_work(bad, match, tmp_path):
     with pytest.raises((ConfigError, ValueError), match=match):
         run_mdl(out=tmp_path, progress=False, **{**TINY, **bad})
     assert not any(tmp_path.iterdir())
+
+
+def test_auto_domains_are_the_streams_learnable_ones_else_its_first_five():
+    """The default ``domains='auto'``: on synth-10 (and its version alias) the domains listed as learning
+    from scratch at the default budget, in that order; a stream with no list gets its first tasks
+    (synth-10@2: the first five, the old default; synth-mini: its three)."""
+    from cl_lab.mdl.experiment import LEARNABLE_DOMAINS
+
+    assert MDLConfig().domains == "auto" and len(LEARNABLE_DOMAINS["synth-10"]) >= 4
+    for stream in ("synth-10", "synth-10@3"):
+        assert [d.name for d in load_domains(MDLConfig(stream=stream))] == list(LEARNABLE_DOMAINS["synth-10"])
+    assert [d.name for d in load_domains(MDLConfig(stream="synth-10@2"))] == \
+        ["shapes", "textures", "scenes", "counting", "blood-cells"]
+    assert len(load_domains(MDLConfig(stream="synth-mini"))) == 3

@@ -59,3 +59,31 @@ def test_runner_zero_forgetting_and_mask_cost_in_bits(tmp_path):
     convs = sum(m.weight.numel() for m in build_backbone("resnet8").modules() if isinstance(m, torch.nn.Conv2d))
     bits = convs + 64 * 4  # every conv weight plus the fixed 64 x 4 output layer (widest task: 4 classes)
     assert r.costs.task_params.tolist() == [-(-bits // 32)] * 3
+
+
+def test_finished_tasks_store_bits_and_a_checkpoint_with_float_scores_still_resumes(tmp_path, monkeypatch):
+    """A finished task keeps its masks as bits (what its cost reports), not its float32 scores, and every
+    output is unchanged by it; a run directory written before (scores in the checkpoint) resumes, and
+    ends as a run that stored bits from the start, bit for bit."""
+    import numpy as np
+
+    from cl_lab.methods.supsup import TaskMask
+    from cl_lab.rundir import read_checkpoint
+    from cl_lab.train import contract, runner
+
+    with monkeypatch.context() as m:
+        m.setattr(TaskMask, "seal", lambda self, density: None)  # how masks were stored before
+        old = contract.record_run("supsup", tmp_path / "old", after=(1,))
+    stopped = read_checkpoint(old.stopped[1] / old.full.run_dir.name / "checkpoint.pt")["state"]["module"]
+    assert any(k.endswith(".scores") for k in stopped) and not any(k.endswith(".bits") for k in stopped)
+    new = contract.record_run("supsup", tmp_path / "new", after=(1,))
+    np.testing.assert_array_equal(old.full.R, new.full.R)
+    ckpt = read_checkpoint(new.full.run_dir / "checkpoint.pt")
+    final = ckpt["state"]["module"]
+    assert not any(k.endswith(".scores") for k in final)
+    stored = sum(v.numel() * v.element_size() for k, v in final.items() if k.endswith(".bits"))
+    assert stored == 4 * sum(row["task_params"] for row in ckpt["costs"])  # the reported storage is what is kept
+    resumed = runner.run("supsup", old.stream, out=str(old.stopped[1]), **old.kwargs)
+    np.testing.assert_array_equal(resumed.R, new.full.R)
+    again = read_checkpoint(resumed.run_dir / "checkpoint.pt")["state"]["module"]
+    assert contract.first_difference(again, final) is None

@@ -11,8 +11,10 @@ kept per task, so tasks do not share any state that changes.
 Defaults: signed-constant weights (+/- the Kaiming-normal std, ``init="given"`` keeps what
 the runner loaded, e.g. the shipped pretrained backbone); density 0.5; SGD lr 0.1 with
 momentum 0.9 on the scores (edge-popup's settings). A task's storage is its mask, one bit
-per masked weight, reported as 32-bit-parameter equivalents (bits / 32) plus the BN
-statistics in ``extra_bytes``.
+per masked weight: when a task ends its float32 scores are replaced by the mask they select,
+packed 8 bits to a byte (``TaskMask.seal``), which is what the checkpoint holds; reported as
+32-bit-parameter equivalents (each layer's bits in whole 32-bit words) plus the BN statistics in
+``extra_bytes``.
 
 Tuned defaults, each the best of an 8-trial Optuna study, the budget every method gets
 (``benchmarks/tune_defaults.py``: synth-10's first 3 tasks, 4 epochs, seed 0, final average accuracy
@@ -66,6 +68,48 @@ def init_scores(weight: Tensor) -> nn.Parameter:
     return nn.Parameter(scores)
 
 
+_BIT = 1 << torch.arange(8, dtype=torch.uint8)
+
+
+def pack_bits(mask: Tensor) -> Tensor:
+    """A 0/1 tensor as bits, 8 per uint8 in its logical (NCHW) order, padded to whole 32-bit words."""
+    flat = (mask.detach().flatten() != 0).to(torch.uint8)
+    flat = F.pad(flat, (0, -len(flat) % 32))
+    return (flat.view(-1, 8) * _BIT.to(flat.device)).sum(1, dtype=torch.uint8)
+
+
+def unpack_bits(bits: Tensor, like: Tensor) -> Tensor:
+    """The 0/1 tensor ``pack_bits`` packed, with the shape, dtype and memory layout of ``like``."""
+    flat = (bits.unsqueeze(1) & _BIT.to(bits.device)).ne(0).flatten()[: like.numel()]
+    return torch.empty_like(like).copy_(flat.view(like.shape))
+
+
+class TaskMask(nn.Module):
+    """One task's supermask of a layer: trainable ``scores`` while the task learns; after it, ``bits``,
+    the binary mask itself (one bit per weight), which is all a finished task stores (``seal``)."""
+
+    def __init__(self, weight: Tensor):
+        super().__init__()
+        self.scores = init_scores(weight)
+
+    @property
+    def sealed(self) -> bool:
+        return "bits" in self._buffers
+
+    def seal(self, density: float) -> None:
+        """Replace the scores by the mask they select (the same mask, so every output stays bit for bit)."""
+        if not self.sealed:
+            bits = pack_bits(TopK.apply(self.scores.detach().abs(), density))
+            del self.scores
+            self.register_buffer("bits", bits)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        if prefix + "bits" in state_dict and not self.sealed:  # a finished task in a checkpoint: load its bits
+            del self.scores
+            self.register_buffer("bits", torch.empty_like(state_dict[prefix + "bits"]))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
 class MaskedLayer(PerTask):
     """A fixed conv or linear layer whose weight is multiplied by the active task's supermask."""
 
@@ -75,13 +119,15 @@ class MaskedLayer(PerTask):
         self.density = density
 
     def add(self, task_id: int) -> nn.Module:
-        holder = nn.Module()
-        holder.scores = init_scores(self.layer.weight)
+        holder = TaskMask(self.layer.weight)
         self.tasks[str(task_id)] = holder
         return holder
 
     def mask(self, task_id: int) -> Tensor:
-        return TopK.apply(self.tasks[str(task_id)].scores.abs(), self.density)
+        holder = self.tasks[str(task_id)]
+        if holder.sealed:
+            return unpack_bits(holder.bits, self.layer.weight)
+        return TopK.apply(holder.scores.abs(), self.density)
 
     def forward(self, x: Tensor) -> Tensor:
         w = self.layer.weight * self.mask(self.active)
@@ -146,7 +192,14 @@ class SupSup(IsolatedMethod):
             s.add(task_id)
 
     def task_parameters(self, task_id: int) -> list[nn.Parameter]:
-        return [s.tasks[str(task_id)].scores for s in self.masked]
+        return [s.tasks[str(task_id)].scores for s in self.masked if not s.tasks[str(task_id)].sealed]
+
+    def freeze_task(self, task_id: int) -> None:
+        """A finished task keeps its masks as bits, not its float32 scores (also when restoring a checkpoint
+        written before masks were stored as bits)."""
+        super().freeze_task(task_id)
+        for s in self.masked:
+            s.tasks[str(task_id)].seal(self.cfg.density)
 
     def forward(self, x: Tensor, task_id: int) -> Tensor:
         self.set_task(task_id)
@@ -155,13 +208,17 @@ class SupSup(IsolatedMethod):
     def mask_bits(self) -> int:
         return sum(s.layer.weight.numel() for s in self.masked)
 
+    def mask_words(self) -> int:
+        """32-bit words a task's masks take as stored (each layer's bits padded to whole words)."""
+        return sum(math.ceil(s.layer.weight.numel() / 32) for s in self.masked)
+
     def cost(self) -> Cost:
         n = len(self.task_classes)
         stats = sum(b.numel() for s in self.bns for name, b in s.tasks[str(0)].named_buffers()
                     if name in ("running_mean", "running_var")) if n else 0
         return Cost(
             backbone_params=self.backbone_param_count + self.output.layer.weight.numel(),
-            task_params=[math.ceil(self.mask_bits() / 32)] * n,
+            task_params=[self.mask_words()] * n,
             trainable_params=self.mask_bits() if n else 0,
             extra_bytes=4 * stats * n,
         )
