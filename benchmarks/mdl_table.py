@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     run_points(_mpnas_alone, jobs, workers=max(1, args.workers),
                failed=lambda job, error: failed.append(f"seed {job[1]} {job[2]['abdp_reading']}: {error}"),
                on_result=lambda row: row is not None and abdp.append(row))
-    for line in failed:
+    for line in failed:  # reported, in the JSON too, and the exit status says so
         print(f"FAILED {line}", file=sys.stderr)
     df = pd.concat(rows)
     cols = ["mean_accuracy", "unique_params", "mean_macs", "params_vs_independent", "macs_vs_independent"]
@@ -126,9 +126,10 @@ def main(argv: list[str] | None = None) -> int:
                                            | {"converged_searches": table.loc[s, "converged_searches"]}
                                            for s in table.index}, "abdp": summary,
            "saving_ceiling": round(1 - 1 / len(domains), 4), "seconds_per_seed": seconds,
-           "at_chance": {d: {c: int(status.loc[d, c]) for c in status.columns if status.loc[d, c]} for d in domains}}
+           "at_chance": {d: {c: int(status.loc[d, c]) for c in status.columns if status.loc[d, c]} for d in domains},
+           "failed": failed}
     print(json.dumps(out))
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -47,7 +47,11 @@ class Registry(Mapping):
         if not isinstance(name, str) or not name:
             raise ValueError(f"a {self.what} needs a non-empty name")
         taken = self._entries.get(name)
-        if taken is not None and getattr(taken, "__qualname__", None) != getattr(obj, "__qualname__", object()):
+
+        def who(o: Any) -> tuple:  # the same definition re-registered (a reloaded module) replaces itself
+            return getattr(o, "__module__", None), getattr(o, "__qualname__", id(o))
+
+        if taken is not None and who(taken) != who(obj):
             who = f"{getattr(taken, '__module__', '?')}.{getattr(taken, '__qualname__', type(taken).__name__)}"
             raise ValueError(f"{self.what} name {name!r} is taken by {who}")
         self._entries[name] = obj

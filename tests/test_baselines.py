@@ -224,11 +224,11 @@ def test_the_method_registry_is_the_common_registry_and_a_taken_name_is_refused(
 
     assert isinstance(METHODS, Registry) and METHODS["sgd"] is get_method("SGD")
 
-    class Impostor(Method):
+    class SGD(Method):  # a notebook's class of the same name is still another class
         name = "sgd"
 
     with pytest.raises(ValueError, match=r"method name 'sgd' is taken by cl_lab\.methods\.sgd\.SGD"):
-        register(Impostor)
+        register(SGD)
     assert get_method("sgd").__module__ == "cl_lab.methods.sgd"
-    with pytest.raises(ValueError, match="unknown method 'ewcc'.*Did you mean 'ewc'"):
-        get_method("ewcc")
+    with pytest.raises(ValueError, match="unknown method 'EWCC'.*Did you mean 'ewc'"):
+        get_method("EWCC")

@@ -282,9 +282,9 @@ def test_auto_domains_are_the_streams_learnable_ones_else_its_first_five():
     (synth-10@2: the first five, the old default; synth-mini: its three)."""
     from cl_lab.mdl.experiment import LEARNABLE_DOMAINS
 
-    assert MDLConfig().domains == "auto" and len(LEARNABLE_DOMAINS["synth-10"]) >= 4
+    assert MDLConfig().domains == "auto" and len(LEARNABLE_DOMAINS["synth-10", 3]) >= 4
     for stream in ("synth-10", "synth-10@3"):
-        assert [d.name for d in load_domains(MDLConfig(stream=stream))] == list(LEARNABLE_DOMAINS["synth-10"])
+        assert [d.name for d in load_domains(MDLConfig(stream=stream))] == list(LEARNABLE_DOMAINS["synth-10", 3])
     assert [d.name for d in load_domains(MDLConfig(stream="synth-10@2"))] == \
         ["shapes", "textures", "scenes", "counting", "blood-cells"]
     assert len(load_domains(MDLConfig(stream="synth-mini"))) == 3

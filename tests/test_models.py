@@ -136,7 +136,10 @@ def test_shipped_is_resolved_in_one_place_for_every_name_of_an_architecture(tmp_
     with pytest.raises(WeightsError, match="no shipped checkpoint for backbone 'resnet20"):
         load_weights(build_backbone("resnet20"), "shipped")
     assert _single_path_weights(MDLConfig()) == default
-    assert _single_path_weights(MDLConfig(single_path_init="resnet8-synth-source")) == "resnet8.synth-source-v1"
+    # a name other than 'shipped' is recorded as given (an MDL run made under a checkpoint's first name keeps its
+    # directory), and it loads the same checkpoint as its manifest name
+    assert _single_path_weights(MDLConfig(single_path_init="resnet8-synth-source")) == "resnet8-synth-source"
+    assert W.shipped_for("resnet8-synth-source", "resnet8") == "resnet8.synth-source-v1"
     assert _single_path_weights(MDLConfig(single_path_init="scratch")) is None
 
 

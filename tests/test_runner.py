@@ -187,7 +187,7 @@ def test_corrupt_and_mismatched_checkpoints(tmp_path, fast):
 
 
 def test_wrong_shipped_checkpoint_for_arch(tmp_path, fast):
-    with pytest.raises(ConfigError, match="no checkpoint is shipped for backbone 'resnet14-w16'"):
+    with pytest.raises(ConfigError, match="pretrained='shipped': no shipped checkpoint for backbone 'resnet14-w16'"):
         cl_lab.run("sgd", "synth-mini", out=str(tmp_path / "runs"), backbone="resnet14",
                    **{**fast, "pretrained": "shipped"})
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())

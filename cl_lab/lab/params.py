@@ -160,7 +160,8 @@ class MPNASParams:
     REPORT: ClassVar[dict] = {"stream": "synth-10", "domains": "textures,scenes,aerial", "search_steps": 240,
                               "train_epochs": 4, "max_train": 600}
     stream: str = param("synth-10", "stream whose tasks are the domains")
-    domains: str = param("textures,scenes,aerial", "'auto', how many first tasks, or comma-separated task names")
+    domains: str = param("auto", "'auto' (the stream's domains that learn from scratch; synth-10: four), how many "
+                                 "first tasks, or comma-separated task names")
     setups: str = param("mpnas,mpnas-uniform,independent,single-path,multi-head-nas", "which setups to run")
     search_steps: int = param(240, "search steps (each: one weight step per domain, then one controller step per "
                                    "domain)", ge=1, le=1_000_000)

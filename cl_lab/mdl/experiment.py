@@ -78,8 +78,8 @@ MDL_SETUPS.add("cost-only", Setup("shared", loss="uniform", reward="cost-only", 
                                   jaccard_rank=4))
 SETUPS = tuple(MDL_SETUPS)
 DEFAULT_SETUPS = tuple(n for n in MDL_SETUPS if MDL_SETUPS[n].default)
-LEARNABLE_DOMAINS = {"synth-10": ("textures", "scenes", "art-styles", "aerial")}
-"""``domains='auto'``: per stream, the domains whose supernet reward accuracy leaves chance in every
+LEARNABLE_DOMAINS = {("synth-10", 3): ("textures", "scenes", "art-styles", "aerial")}
+"""``domains='auto'``: per stream and generator version, the domains whose supernet reward accuracy leaves chance in every
 seed (0, 1, 2) at the default budget (300 search steps, 1,200 training images, from scratch). On
 synth-10 version 3 the other six do not in some or all seeds: counting, blood-cells, glyphs and
 skin-lesions never in a 10-domain search, shapes and digits in one seed of two or three (measured
@@ -187,7 +187,8 @@ def load_domains(cfg: MDLConfig) -> list[Task]:
     names = [t.name for t in stream]
     spec = cfg.domains.strip()
     if spec == "auto":
-        key = STREAMS.canonical(cfg.stream) if cfg.stream in STREAMS else cfg.stream
+        key = (STREAMS.canonical(cfg.stream), STREAMS.info(cfg.stream).get("version")) if cfg.stream in STREAMS \
+            else (cfg.stream, None)
         learnable = [n for n in LEARNABLE_DOMAINS.get(key, ()) if n in names]
         spec = ",".join(learnable) if len(learnable) >= 2 else str(min(5, len(stream)))
     if spec.isdigit():
@@ -210,10 +211,13 @@ def _model_row(net: nn.Module, paths: dict[int, tuple], accs: dict[int, float]) 
 
 
 def _single_path_weights(cfg: MDLConfig) -> str | None:
-    """The shipped checkpoint the single-path backbone starts from (None: from scratch)."""
+    """The shipped checkpoint the single-path backbone starts from (None: from scratch), as the run records
+    it: 'shipped' becomes the default checkpoint's name, any other name stays as given (an alias included,
+    so runs made before a checkpoint was renamed keep their directories)."""
     if cfg.single_path_init == "scratch":
         return None
-    return shipped_for(cfg.single_path_init, SINGLE_PATH_ARCH)
+    name = shipped_for(cfg.single_path_init, SINGLE_PATH_ARCH)
+    return name if cfg.single_path_init == "shipped" else cfg.single_path_init
 
 
 def _single_path_net(cfg: MDLConfig, domains: list[Task]) -> SharedBackboneNet:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, TypeVar
 
-from ..registry import Registry
+from ..registry import Registry, UnknownName
 
 if TYPE_CHECKING:
     from .base import Method
@@ -46,4 +46,7 @@ def get_method(name: str) -> type[Method]:
     """The Method class registered under ``name``."""
     if not isinstance(name, str):
         raise TypeError(f"method must be a name (str); got {type(name).__name__}")
-    return METHODS[name.lower()]
+    try:
+        return METHODS[name.lower()]
+    except UnknownName as e:  # the message names what the user typed, not its lower case
+        raise UnknownName(str(e).replace(repr(name.lower()), repr(name), 1)) from None

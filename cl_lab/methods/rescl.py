@@ -162,7 +162,7 @@ class ResCL(Method):
 
     def _add_target_bn(self, target: nn.Module, task: Task, plan: TrainPlan) -> None:
         """Give every bare conv of the target copy its own BN, calibrated to start as the identity (on
-        images in the plan's layout, as the target then trains)."""
+        images in the plan's layout and under its autocast, as the target then trains)."""
         units = []
         for name, bn in find_units(target.body):
             m = target.body.get_submodule(name)
@@ -175,7 +175,7 @@ class ResCL(Method):
         for u in units:
             u.calibrating = True
         target.train()
-        with torch.no_grad():
+        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=plan.amp):
             target(x)
         for u in units:
             u.calibrating = False

@@ -105,8 +105,9 @@ class TaskMask(nn.Module):
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         if prefix + "bits" in state_dict and not self.sealed:  # a finished task in a checkpoint: load its bits
+            device = self.scores.device
             del self.scores
-            self.register_buffer("bits", torch.empty_like(state_dict[prefix + "bits"]))
+            self.register_buffer("bits", torch.empty_like(state_dict[prefix + "bits"], device=device))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 

@@ -28,7 +28,15 @@ from ..methods import Method, StreamInfo, get_method
 from ..methods.base import TrainPlan, fit_on_task, scenario_error
 from ..models import compiled
 from ..models.backbones import BACKBONES, Backbone, build_backbone, module_digest
-from ..models.weights import checkpoint_key, load_weights, recorded_name, shipped_checkpoints, shipped_for, shipped_names
+from ..models.weights import (
+    WeightsError,
+    checkpoint_key,
+    load_weights,
+    recorded_name,
+    shipped_checkpoints,
+    shipped_for,
+    shipped_names,
+)
 from ..rundir import MAX_SEED, RunDir, check_out_dir, check_run_name, default_name, identity
 
 MAX_EPOCHS = 1000
@@ -336,10 +344,10 @@ def _resolve_pretrained(cfg: RunConfig, method_cls: type[Method], backbone: Back
     if cfg.pretrained == "auto" and not method_cls.pretrained_default:
         return None
     if cfg.pretrained in ("auto", "shipped"):
-        name = shipped_for("shipped", backbone.arch, required=False)
-        if name is None and cfg.pretrained == "shipped":
-            raise ConfigError(f"run: pretrained='shipped' but no checkpoint is shipped for backbone {backbone.arch!r}; "
-                              f"shipped: {shipped_names()}")
+        try:
+            name = shipped_for("shipped", backbone.arch, required=cfg.pretrained == "shipped")
+        except WeightsError as e:
+            raise ConfigError(f"run: pretrained='shipped': {e}") from None
         return None if name is None else recorded_name(name)
     name = shipped_for(cfg.pretrained, backbone.arch)
     return cfg.pretrained if name is None else recorded_name(name)
@@ -538,6 +546,7 @@ def _train_stream(rd: RunDir, ts: TaskStream, method_cls: type[Method], mcfg: An
     if pretrained == "first-task":
         if ckpt is None:
             first = TrainPlan(cfg.first_task_epochs, len(batch_starts(len(ts[0].train), 32)), fmt, cfg.amp)
+            bb.to(device)  # on the run's device, as its steps (before, a CUDA run pretrained on the CPU)
             pretrain_on_first_task(bb, ts[0], cfg.first_task_epochs, cfg.first_task_lr, cfg.seed, first)
     elif pretrained is not None:
         load_weights(bb, pretrained, kind=cfg.weights_kind)
