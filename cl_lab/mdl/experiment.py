@@ -81,9 +81,9 @@ DEFAULT_SETUPS = tuple(n for n in MDL_SETUPS if MDL_SETUPS[n].default)
 LEARNABLE_DOMAINS = {("synth-10", 3): ("textures", "scenes", "art-styles", "aerial")}
 """``domains='auto'``: per stream and generator version, the domains whose supernet reward accuracy leaves chance in every
 seed (0, 1, 2) at the default budget (300 search steps, 1,200 training images, from scratch). On
-synth-10 version 3 the other six do not in some or all seeds: counting, blood-cells, glyphs and
-skin-lesions never in a 10-domain search, shapes and digits in one seed of two or three (measured
-with ``benchmarks/mdl_table.py``; README, "Multi-domain learning"). A domain whose reward stays at
+synth-10 version 3 the other six do not: in the 10-domain search shapes, counting, blood-cells, glyphs
+and skin-lesions stay at chance in every seed, digits in one or two of three (measured with
+``benchmarks/mdl_table.py``; README, "Multi-domain learning"). A domain whose reward stays at
 chance has its path chosen by the cost term alone, so the comparison with the cost-only control
 would say nothing about it. Streams not listed: their first 5 tasks."""
 SINGLE_PATH_INITS = ("shipped", "scratch")
