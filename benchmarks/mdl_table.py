@@ -26,7 +26,7 @@ import pandas as pd
 
 from cl_lab.mdl import run_mdl
 from cl_lab.mdl.controller import READINGS
-from cl_lab.mdl.experiment import SETUPS, MDLConfig
+from cl_lab.mdl.experiment import MDL_SETUPS, SETUPS, MDLConfig
 from cl_lab.parallel import run_points
 from cl_lab.results import load_mdl
 
@@ -94,13 +94,14 @@ def main(argv: list[str] | None = None) -> int:
     df = pd.concat(rows)
     cols = ["mean_accuracy", "unique_params", "mean_macs", "params_vs_independent", "macs_vs_independent"]
     table = df.groupby("setup", sort=False)[cols].agg(["mean", "std"])
-    table["converged_searches"] = df.groupby("setup", sort=False).converged.apply(
+    table[("converged_searches", "")] = df.groupby("setup", sort=False).converged.apply(
         lambda c: f"{int(c.fillna(False).astype(bool).sum())}/{len(c)}" if c.notna().any() else "-")
     pd.set_option("display.width", 200)
     print(table.round(3).to_string())
     print(f"saving ceiling 1 - 1/D at D = {len(domains)}: {1 - 1 / len(domains):.2f}")
     # reward status per domain: in how many seeds each searched setup's reward stayed at chance there
-    status = pd.DataFrame(0, index=domains, columns=[c for c in table.index if c not in ("single-path", "cost-only")])
+    searched = [c for c in table.index if MDL_SETUPS[c].search != "none" and MDL_SETUPS[c].reward == "accuracy"]
+    status = pd.DataFrame(0, index=domains, columns=searched)
     for c in chance:
         if c["setup"] in status.columns:
             status.loc[c["at_chance"] if c["at_chance"] in status.index else domains, c["setup"]] += 1
@@ -123,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     Path(args.out).mkdir(parents=True, exist_ok=True)
     out = {"seeds": args.seeds, "setups": {s: {c: [round(float(table.loc[s, (c, "mean")]), 4),
                                                      round(float(table.loc[s, (c, "std")]), 4)] for c in cols}
-                                           | {"converged_searches": table.loc[s, "converged_searches"]}
+                                           | {"converged_searches": table.loc[s, ("converged_searches", "")]}
                                            for s in table.index}, "abdp": summary,
            "saving_ceiling": round(1 - 1 / len(domains), 4), "seconds_per_seed": seconds,
            "at_chance": {d: {c: int(status.loc[d, c]) for c in status.columns if status.loc[d, c]} for d in domains},
