@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
+from ..results import find_mdl_run  # noqa: F401  (notebook 06 finds the MDL run through the lab helpers)
+
 RUN_MIME = "application/x-cl-lab-run+json"
 
 
@@ -123,8 +125,3 @@ def find_results(results_dir: Any, start: Any = None) -> str:
                             "or set results_dir to a directory that holds run directories")
 
 
-def find_mdl_run(root: Any) -> str | None:
-    """The most recent finished MDL run directory under ``root`` (None if there is none)."""
-    from ..results import find_mdl_run as find
-
-    return find(root)

@@ -98,6 +98,18 @@ class TrainPlan:
     def steps(self) -> int:
         return self.epochs * self.steps_per_epoch
 
+    def layout(self, x: Tensor) -> Tensor:
+        """A batch of images in the run's memory layout (other tensors as they are)."""
+        return x.contiguous(memory_format=self.memory_format) if x.dim() == 4 else x
+
+    def autocast(self, device_type: str):
+        """The run's bfloat16 autocast (off unless the run uses ``amp``)."""
+        return torch.autocast(device_type, dtype=torch.bfloat16, enabled=self.amp)
+
+
+NO_PLAN = TrainPlan(1, 1)
+"""Side loops called outside a run: contiguous images, no autocast."""
+
 
 class Teacher(nn.Module):
     """A frozen copy of networks that serve as targets: no gradients, always in eval mode.
@@ -468,19 +480,16 @@ def fit_supervised(params: Iterable[nn.Parameter], logits: Callable[[Tensor], Te
     autocast (``plan``, which the runner sets before ``begin_task``), batches drawn from the
     global generator the runner seeds for every task (so a resumed run draws what an
     uninterrupted one does). The last batch of an epoch is dropped when it has one image (BatchNorm)."""
-    params = list(params)
-    opt = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay)
-    fmt = plan.memory_format if plan is not None else torch.contiguous_format
-    amp = plan is not None and plan.amp
-    if x.dim() == 4:
-        x = x.contiguous(memory_format=fmt)
+    plan = plan or NO_PLAN
+    opt = torch.optim.SGD(list(params), lr=lr, momentum=0.9, weight_decay=weight_decay)
+    x = plan.layout(x)
     y = y.to(x.device)
     for _ in range(epochs):
         perm = torch.randperm(len(y)).to(x.device)
         for b in range(0, len(y) - 1, batch_size):
             idx = perm[b: b + batch_size]
             opt.zero_grad(set_to_none=True)
-            with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
+            with plan.autocast(x.device.type):
                 loss = F.cross_entropy(logits(x[idx]), y[idx])
             loss.backward()
             opt.step()

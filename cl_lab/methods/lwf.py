@@ -40,7 +40,7 @@ from torch import Tensor
 from ..config import param
 from ..data.incremental import SCENARIOS
 from ..data.task import Task
-from .base import Method, OptimConfig, Teacher, TrainPlan, fit_supervised
+from .base import NO_PLAN, Method, OptimConfig, Teacher, TrainPlan, fit_supervised
 from .registry import register
 
 
@@ -66,16 +66,14 @@ def distillation(student: Tensor, teacher: Tensor, temperature: float) -> Tensor
 def features(backbone: torch.nn.Module, task: Task, batch_size: int = 256, plan: TrainPlan | None = None) -> Tensor:
     """Eval-mode features of a task's whole training split (float32), computed as the run's steps
     compute (``plan``: memory layout and autocast)."""
-    device = next(backbone.parameters()).device
-    fmt = plan.memory_format if plan is not None else torch.contiguous_format
-    amp = plan is not None and plan.amp
+    device, plan = next(backbone.parameters()).device, plan or NO_PLAN
     was = backbone.training
     backbone.eval()
     x = task.train.float_images()
     out = []
     for b in range(0, len(x), batch_size):
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            out.append(backbone(x[b: b + batch_size].to(device).contiguous(memory_format=fmt)).float())
+        with plan.autocast(device.type):
+            out.append(backbone(plan.layout(x[b: b + batch_size].to(device))).float())
     backbone.train(was)
     return torch.cat(out)
 

@@ -83,7 +83,7 @@ from ..models.folding import (  # noqa: F401  (re-exported: the folding algebra'
     unit_affine,
 )
 from ..models.graph import set_submodule
-from .base import Cost, Method, OptimConfig, Teacher, TrainPlan, fit_on_task
+from .base import NO_PLAN, Cost, Method, OptimConfig, Teacher, TrainPlan, fit_on_task
 from .lwf import distillation
 from .registry import register
 
@@ -133,7 +133,7 @@ class ResCL(Method):
         # the copy is fine-tuned as the run's steps train (its memory layout, autocast: ``fit_on_task`` puts
         # the copy in the plan's layout), whichever layout the network had (folded, or restored from a
         # checkpoint): a resumed run then trains what an uninterrupted one does, bit for bit
-        plan = self.plan or TrainPlan(1, 1)
+        plan = self.plan or NO_PLAN
         target = copy.deepcopy(self.backbone).to(memory_format=plan.memory_format)
         for p in target.parameters():
             p.requires_grad_(True)
@@ -171,11 +171,11 @@ class ResCL(Method):
                 set_submodule(target.body, name, unit)
                 units.append(unit)
         device = next(target.parameters()).device
-        x = task.train.float_images()[:256].to(device).contiguous(memory_format=plan.memory_format)
+        x = plan.layout(task.train.float_images()[:256].to(device))
         for u in units:
             u.calibrating = True
         target.train()
-        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=plan.amp):
+        with torch.no_grad(), plan.autocast(device.type):
             target(x)
         for u in units:
             u.calibrating = False

@@ -81,11 +81,12 @@ def default_checkpoint(arch: str) -> str | None:
     architecture; None when none is shipped."""
     from .backbones import BACKBONES
 
-    def same(a: str) -> bool:
-        return a == arch or (a in BACKBONES and arch in BACKBONES and BACKBONES.canonical(a) == BACKBONES.canonical(arch))
+    def canonical(a: str) -> str:
+        return BACKBONES.canonical(a) if a in BACKBONES else a
 
     entries = shipped_checkpoints()
-    matches = sorted((n for n, e in entries.items() if same(e["arch"])), key=lambda n: not entries[n].get("default"))
+    matches = sorted((n for n, e in entries.items() if canonical(e["arch"]) == canonical(arch)),
+                     key=lambda n: not entries[n].get("default"))
     return matches[0] if matches else None
 
 
